@@ -1,0 +1,135 @@
+//! Behaviours every ObjectStore must have, one `pub async fn` each, run against every backend.
+//! Each function uses its own key prefix, so they can share one store.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+
+use super::{read_limited, ObjectStore, StoreError};
+
+/// Runs every behaviour below against `store`.
+pub async fn run_all(store: &dyn ObjectStore) {
+    put_then_get_round_trips(store).await;
+    missing_objects_are_not_found(store).await;
+    put_replaces_existing_objects(store).await;
+    put_if_absent_keeps_the_first_write(store).await;
+    copy_duplicates_an_object(store).await;
+    delete_is_idempotent(store).await;
+    list_returns_sorted_keys_under_a_prefix(store).await;
+    keys_with_plus_and_spaces_stay_distinct(store).await;
+    traversal_keys_are_rejected(store).await;
+    large_objects_stream_intact(store).await;
+    read_limited_refuses_oversized_objects(store).await;
+}
+
+pub async fn put_then_get_round_trips(store: &dyn ObjectStore) {
+    store.put("rt/objects/ab/cd.filez", Bytes::from_static(b"hello")).await.unwrap();
+    assert_eq!(read_all(store, "rt/objects/ab/cd.filez").await, b"hello");
+    assert_eq!(store.head("rt/objects/ab/cd.filez").await.unwrap(), Some(5));
+    store.put("rt/empty", Bytes::new()).await.unwrap();
+    assert_eq!(store.head("rt/empty").await.unwrap(), Some(0));
+}
+
+pub async fn missing_objects_are_not_found(store: &dyn ObjectStore) {
+    assert!(matches!(store.get("nf/none").await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.head("nf/none").await.unwrap(), None);
+    assert!(matches!(store.copy("nf/none", "nf/other").await, Err(StoreError::NotFound(_))));
+}
+
+pub async fn put_replaces_existing_objects(store: &dyn ObjectStore) {
+    store.put("rep/summary", Bytes::from_static(b"old")).await.unwrap();
+    store.put("rep/summary", Bytes::from_static(b"newer")).await.unwrap();
+    assert_eq!(read_all(store, "rep/summary").await, b"newer");
+}
+
+pub async fn put_if_absent_keeps_the_first_write(store: &dyn ObjectStore) {
+    assert!(store.put_if_absent("pia/x", Bytes::from_static(b"first")).await.unwrap());
+    assert!(!store.put_if_absent("pia/x", Bytes::from_static(b"second")).await.unwrap());
+    assert_eq!(read_all(store, "pia/x").await, b"first");
+}
+
+/// Many writers race for one key: exactly one wins and its bytes are what remains.
+pub async fn put_if_absent_has_one_winner_under_contention(store: Arc<dyn ObjectStore>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { (i, store.put_if_absent("race/x", Bytes::from(vec![i as u8; 4096])).await.unwrap()) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, won) = task.await.unwrap();
+        if won {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer must win");
+    assert_eq!(read_all(&*store, "race/x").await, vec![winners[0] as u8; 4096]);
+}
+
+pub async fn copy_duplicates_an_object(store: &dyn ObjectStore) {
+    store.put("cp/src", Bytes::from_static(b"data")).await.unwrap();
+    store.copy("cp/src", "cp/deep/dst").await.unwrap();
+    assert_eq!(read_all(store, "cp/deep/dst").await, b"data");
+    store.put("cp/src", Bytes::from_static(b"changed")).await.unwrap();
+    assert_eq!(read_all(store, "cp/deep/dst").await, b"data", "a copy must not follow later writes");
+}
+
+pub async fn delete_is_idempotent(store: &dyn ObjectStore) {
+    store.put("del/x", Bytes::from_static(b"1")).await.unwrap();
+    store.delete("del/x").await.unwrap();
+    store.delete("del/x").await.unwrap();
+    assert_eq!(store.head("del/x").await.unwrap(), None);
+}
+
+pub async fn list_returns_sorted_keys_under_a_prefix(store: &dyn ObjectStore) {
+    for key in ["ls/b/2", "ls/a", "ls/b/1", "lsx/other"] {
+        store.put(key, Bytes::from_static(b".")).await.unwrap();
+    }
+    assert_eq!(store.list("ls/").await.unwrap(), ["ls/a", "ls/b/1", "ls/b/2"]);
+    assert_eq!(store.list("ls/b/").await.unwrap(), ["ls/b/1", "ls/b/2"]);
+    assert!(store.list("nothing-here/").await.unwrap().is_empty());
+}
+
+pub async fn keys_with_plus_and_spaces_stay_distinct(store: &dyn ObjectStore) {
+    let plus = "plus/deltas/H2/Sr9+k+UNVKmqW9vMVOgCYYTWkMqn36pgFxFmOPddQ/superblock";
+    let space = "plus/deltas/H2/Sr9 k UNVKmqW9vMVOgCYYTWkMqn36pgFxFmOPddQ/superblock";
+    store.put(plus, Bytes::from_static(b"plus")).await.unwrap();
+    store.put(space, Bytes::from_static(b"space")).await.unwrap();
+    assert_eq!(read_all(store, plus).await, b"plus");
+    assert_eq!(read_all(store, space).await, b"space");
+}
+
+pub async fn traversal_keys_are_rejected(store: &dyn ObjectStore) {
+    for key in ["../x", "a/../../x", "/abs", "a//b", "a/./b", "a\\b", ""] {
+        assert!(matches!(store.put(key, Bytes::new()).await, Err(StoreError::InvalidKey(_))), "{key:?}");
+        assert!(matches!(store.get(key).await, Err(StoreError::InvalidKey(_))), "{key:?}");
+    }
+}
+
+pub async fn large_objects_stream_intact(store: &dyn ObjectStore) {
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    store.put("big/blob", Bytes::from(data.clone())).await.unwrap();
+    let mut reader = store.get("big/blob").await.unwrap();
+    let mut chunk = vec![0u8; 1000];
+    let mut read = Vec::with_capacity(data.len());
+    loop {
+        let n = reader.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        read.extend_from_slice(&chunk[..n]);
+    }
+    assert!(read == data, "streamed bytes differ");
+}
+
+pub async fn read_limited_refuses_oversized_objects(store: &dyn ObjectStore) {
+    store.put("lim/x", Bytes::from(vec![1u8; 100])).await.unwrap();
+    assert_eq!(read_limited(store, "lim/x", 100).await.unwrap().len(), 100);
+    assert!(matches!(read_limited(store, "lim/x", 99).await, Err(StoreError::TooLarge { .. })));
+}
+
+async fn read_all(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
+    read_limited(store, key, u64::MAX - 1).await.unwrap()
+}

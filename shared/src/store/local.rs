@@ -1,0 +1,232 @@
+//! ObjectStore on a local directory. Keys map to paths below the root; every write goes to a
+//! temporary file that is renamed (or hard-linked, for put-if-absent) into place, so readers and
+//! a crash at any point see either the old object or the new one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{validate_key, ObjectReader, ObjectStore, StoreError};
+
+/// Temporary files live here, inside the root so renames stay on one filesystem.
+const TMP_DIR: &str = ".flatbucket-tmp";
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A directory used as an object store. An ostree repository directory works as one directly.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Uses `root` (created if missing).
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TMP_DIR))?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        if key == TMP_DIR || key.starts_with(&format!("{TMP_DIR}/")) {
+            return Err(StoreError::InvalidKey(key.to_owned()));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root.join(TMP_DIR).join(format!("{}-{n}", std::process::id()))
+    }
+
+    /// Writes `data` to a fresh temporary file and returns its path.
+    fn write_temp(&self, data: &[u8]) -> io::Result<PathBuf> {
+        let tmp = self.temp_path();
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(data)?;
+        Ok(tmp)
+    }
+}
+
+fn io_error(key: &str) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| match source.kind() {
+        io::ErrorKind::NotFound => StoreError::NotFound(key.to_owned()),
+        _ => StoreError::Io { key: key.to_owned(), source },
+    }
+}
+
+fn ensure_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) => fs::create_dir_all(parent),
+        None => Ok(()),
+    }
+}
+
+/// Runs blocking filesystem work off the async runtime.
+async fn blocking<T: Send + 'static>(key: &str, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io { key: key.to_owned(), source: io::Error::other(e) })?
+        .map_err(io_error(key))
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn get(&self, key: &str) -> Result<ObjectReader, StoreError> {
+        let path = self.path(key)?;
+        let file = blocking(key, move || fs::File::open(path)).await?;
+        Ok(Box::pin(tokio::fs::File::from_std(file)))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let path = self.path(key)?;
+        blocking(key, move || match fs::metadata(path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let store = self.clone();
+        blocking(key, move || {
+            ensure_parent(&path)?;
+            let tmp = store.write_temp(&data)?;
+            fs::rename(&tmp, &path).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let store = self.clone();
+        blocking(key, move || {
+            if path.exists() {
+                return Ok(false);
+            }
+            ensure_parent(&path)?;
+            let tmp = store.write_temp(&data)?;
+            let linked = fs::hard_link(&tmp, &path);
+            fs::remove_file(&tmp)?;
+            match linked {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        let store = self.clone();
+        blocking(from, move || {
+            ensure_parent(&dst)?;
+            let tmp = store.temp_path();
+            if fs::hard_link(&src, &tmp).is_err() {
+                fs::copy(&src, &tmp)?;
+            }
+            fs::rename(&tmp, &dst).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        blocking(key, move || match fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // The prefix need not end at a path component: list its directory and filter.
+        let dir = match prefix.rfind('/') {
+            Some(i) => self.path(&prefix[..i])?,
+            None => self.root.clone(),
+        };
+        let (root, prefix_owned) = (self.root.clone(), prefix.to_owned());
+        blocking(prefix, move || {
+            let mut keys = Vec::new();
+            walk_files(&root, &dir, &mut keys)?;
+            keys.retain(|k| k.starts_with(&prefix_owned) && !k.starts_with(TMP_DIR));
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+}
+
+fn walk_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk_files(root, &entry.path(), out)?;
+        } else if kind.is_file() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).expect("walk stays below the root");
+            out.push(relative.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn passes_the_object_store_conformance_suite() {
+        let (_dir, store) = store();
+        conformance::run_all(&store).await;
+        conformance::put_if_absent_has_one_winner_under_contention(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn a_prefixed_view_passes_the_conformance_suite() {
+        let (_dir, store) = store();
+        let prefixed = crate::store::Prefixed::new(std::sync::Arc::new(store), "build/7").unwrap();
+        conformance::run_all(&prefixed).await;
+    }
+
+    #[tokio::test]
+    async fn leaves_no_temporary_files_behind() {
+        let (dir, store) = store();
+        store.put("a/b", Bytes::from_static(b"x")).await.unwrap();
+        store.put_if_absent("a/b", Bytes::from_static(b"y")).await.unwrap();
+        store.copy("a/b", "c").await.unwrap();
+        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        assert!(store.put("x", Bytes::new()).await.is_ok());
+        assert!(store.path(&format!("{TMP_DIR}/x")).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! A view of a store below a key prefix, so a repository can live at `build/<id>/` of a bucket.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{validate_key, ObjectReader, ObjectStore, StoreError};
+
+/// Adds `prefix/` to every key of the wrapped store.
+#[derive(Debug, Clone)]
+pub struct Prefixed {
+    inner: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl Prefixed {
+    pub fn new(inner: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self, StoreError> {
+        let prefix = prefix.trim_end_matches('/');
+        validate_key(prefix)?;
+        Ok(Self { inner, prefix: format!("{prefix}/") })
+    }
+
+    fn full(&self, key: &str) -> Result<String, StoreError> {
+        validate_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Prefixed {
+    async fn get(&self, key: &str) -> Result<ObjectReader, StoreError> {
+        self.inner.get(&self.full(key)?).await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.head(&self.full(key)?).await
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.inner.put(&self.full(key)?, data).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        self.inner.put_if_absent(&self.full(key)?, data).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.inner.copy(&self.full(from)?, &self.full(to)?).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(&self.full(key)?).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let keys = self.inner.list(&format!("{}{prefix}", self.prefix)).await?;
+        Ok(keys.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned)).collect())
+    }
+}
