@@ -1,1 +1,5 @@
+//! Shared helpers for flatbucket's end-to-end suites: running the real
+//! `flatpak` and `ostree` tools in isolation and building Flatpak fixtures.
 
+pub mod fixture;
+pub mod tools;

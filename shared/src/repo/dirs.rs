@@ -163,20 +163,14 @@ mod tests {
     fn empty_dirtree_matches_ostree_vector() {
         let bytes = DirTree::default().to_bytes();
         assert_eq!(bytes, [0u8]);
-        assert_eq!(
-            Checksum::of(&bytes).to_hex(),
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
-        );
+        assert_eq!(Checksum::of(&bytes).to_hex(), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
     }
 
     #[test]
     fn default_dirmeta_matches_flatpak_vector() {
         let bytes = DirMeta::flatpak_default().to_bytes();
         assert_eq!(hex::encode(&bytes), "0000000000000000000041ed");
-        assert_eq!(
-            Checksum::of(&bytes).to_hex(),
-            "446a0ef11b7cc167f3b603e585c7eeeeb675faa412d5ec73f62988eb0b6c5488"
-        );
+        assert_eq!(Checksum::of(&bytes).to_hex(), "446a0ef11b7cc167f3b603e585c7eeeeb675faa412d5ec73f62988eb0b6c5488");
         assert_eq!(DirMeta::parse(&bytes).unwrap(), DirMeta::flatpak_default());
     }
 
@@ -212,7 +206,8 @@ mod tests {
 
     #[test]
     fn rejects_short_checksums_and_trailing_bytes() {
-        let short = gv!("(a(say)a(sayay))").serialize_to_vec(&(&[("a", &[1u8, 2][..])][..], &[][..] as &[(&str, &[u8], &[u8])]));
+        let short = gv!("(a(say)a(sayay))")
+            .serialize_to_vec(&(&[("a", &[1u8, 2][..])][..], &[][..] as &[(&str, &[u8], &[u8])]));
         assert!(DirTree::parse(&short).is_err());
         let mut long = tree(&["a"], &[]).to_bytes();
         long.push(0);

@@ -114,9 +114,10 @@ impl FileHeader {
     fn validate(&self) -> Result<(), FormatError> {
         match self.mode & S_IFMT {
             S_IFREG if self.symlink_target.is_empty() => Ok(()),
-            S_IFLNK if self.size == 0
-                && !self.symlink_target.is_empty()
-                && self.symlink_target.len() <= MAX_SYMLINK_TARGET =>
+            S_IFLNK
+                if self.size == 0
+                    && !self.symlink_target.is_empty()
+                    && self.symlink_target.len() <= MAX_SYMLINK_TARGET =>
             {
                 Ok(())
             }
@@ -184,7 +185,9 @@ fn read_header(input: &mut impl Read) -> Result<FileHeader, FilezError> {
         return Err(FormatError::Malformed("non-zero header padding".into()).into());
     }
     if len > MAX_HEADER_LEN {
-        return Err(FormatError::TooLarge { what: "file header", size: len.into(), limit: MAX_HEADER_LEN.into() }.into());
+        return Err(
+            FormatError::TooLarge { what: "file header", size: len.into(), limit: MAX_HEADER_LEN.into() }.into()
+        );
     }
     let mut bytes = vec![0u8; len as usize];
     input.read_exact(&mut bytes).map_err(truncated)?;
@@ -201,7 +204,12 @@ fn hash_bounded(decoder: &mut impl Read, hasher: &mut Sha256, limit: u64) -> Res
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
                 return Err(FormatError::Malformed(format!("corrupt compressed content: {e}")).into())
             }
             Err(e) => return Err(e.into()),
@@ -283,7 +291,18 @@ mod tests {
     #[test]
     fn empty_file_layout_matches_ostree() {
         let (_, bytes) = encode_filez(&FileHeader::regular(0, 0o644), b"", 6);
-        let expected = concat!("0000001a", "00000000", "0000000000000000", "00000000", "00000000", "000081a4", "00000000", "00", "19", "0300");
+        let expected = concat!(
+            "0000001a",
+            "00000000",
+            "0000000000000000",
+            "00000000",
+            "00000000",
+            "000081a4",
+            "00000000",
+            "00",
+            "19",
+            "0300"
+        );
         assert_eq!(hex::encode(bytes), expected);
     }
 

@@ -9,6 +9,9 @@ use gvariant::{gv, Marker, Owned, SerializeTo, Str, Structure, Variant, VariantW
 
 use super::FormatError;
 
+/// One `{sv}` entry as `gvariant` serializes it.
+pub type DictTuple<'a> = (&'a str, &'a Variant);
+
 /// Copies `bytes` into an 8-aligned buffer, as every cast needs.
 pub fn aligned(bytes: &[u8]) -> AlignedBuf {
     AlignedBuf::from(bytes.to_vec())
@@ -106,7 +109,7 @@ impl VarDict {
     }
 
     /// The tuples `gvariant` serializes an `a{sv}` from.
-    pub fn as_tuples(&self) -> Vec<(&str, &Variant)> {
+    pub fn as_tuples(&self) -> Vec<DictTuple<'_>> {
         self.iter().collect()
     }
 
@@ -141,7 +144,7 @@ mod tests {
     fn keeps_unsorted_order_and_bytes_through_a_round_trip() {
         let mut dict = VarDict::new();
         dict.set("zeta", variant(gv!("s"), "last"));
-        dict.set("alpha", variant(gv!("t"), &u64::to_be(7)));
+        dict.set("alpha", variant(gv!("t"), u64::to_be(7)));
         dict.set("mid", variant(gv!("as"), ["a", "b"].iter()));
         let bytes = dict.to_bytes();
         let parsed = VarDict::parse(aligned(&bytes).as_ref());

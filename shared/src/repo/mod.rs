@@ -3,18 +3,19 @@
 
 mod checksum;
 pub mod commit;
-//pub mod config;
+pub mod config;
 pub mod dirs;
 pub mod filez;
 pub mod gv;
-//pub mod local;
+pub mod local;
 mod object;
+pub mod publish;
 pub mod record;
 pub mod refs;
-//pub mod rewrite;
-//pub mod summary;
-//pub mod verify;
-//pub mod walk;
+pub mod rewrite;
+pub mod summary;
+pub mod verify;
+pub mod walk;
 
 pub use checksum::Checksum;
 pub use object::{delta_dir, delta_index_key, delta_name, ObjectName, ObjectType};

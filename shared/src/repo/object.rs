@@ -158,7 +158,7 @@ mod tests {
             format!("{HEX}.file"),
             format!("{HEX}.filez/"),
             format!("../{HEX}.commit"),
-            format!("{HEX}"),
+            HEX.to_string(),
             format!("{}.commit", &HEX[..63]),
             format!("{HEX}.commit.commit"),
         ] {

@@ -70,7 +70,9 @@ impl FlatpakData {
             .zip(meta.get_be_u64("xa.download-size"))
             .map(|(installed, download)| TreeSizes { installed, download });
         let sizes = recorded.or(walked).ok_or_else(|| {
-            FormatError::Malformed("commit has no xa.installed-size/xa.download-size and no tree sizes were given".into())
+            FormatError::Malformed(
+                "commit has no xa.installed-size/xa.download-size and no tree sizes were given".into(),
+            )
         })?;
         let extra = extra_data_sizes(commit);
         Ok(Self {
@@ -127,14 +129,15 @@ mod tests {
     #[test]
     fn reads_sizes_eol_token_type_and_extra_data() {
         let mut meta = VarDict::new();
-        meta.set("xa.installed-size", variant(gv!("t"), &1000u64.to_be()));
-        meta.set("xa.download-size", variant(gv!("t"), &300u64.to_be()));
+        meta.set("xa.installed-size", variant(gv!("t"), 1000u64.to_be()));
+        meta.set("xa.download-size", variant(gv!("t"), 300u64.to_be()));
         meta.set("xa.metadata", variant(gv!("s"), "[Application]\nname=a.b.C\n"));
         meta.set("ostree.endoflife", variant(gv!("s"), "gone"));
-        meta.set("xa.token-type", variant(gv!("i"), &1i32.to_le()));
+        meta.set("xa.token-type", variant(gv!("i"), 1i32.to_le()));
         let source: (&[u8], u64, u64, &[u8], &str) = (b"blob\0", 50u64.to_be(), 70u64.to_be(), &[0u8; 32], "https://x");
         meta.set("xa.extra-data-sources", variant(gv!("a(ayttays)"), [&source].into_iter()));
-        let record = RefRecord::from_commit("app/a.b.C/x86_64/stable", Checksum::of(b"c"), &commit(meta), 99, None).unwrap();
+        let record =
+            RefRecord::from_commit("app/a.b.C/x86_64/stable", Checksum::of(b"c"), &commit(meta), 99, None).unwrap();
         let data = record.flatpak.unwrap();
         assert_eq!((data.installed_size, data.download_size), (1070, 350));
         assert_eq!(data.extra_data, Some((1, 50)));
@@ -145,8 +148,16 @@ mod tests {
 
     #[test]
     fn non_flatpak_refs_carry_no_cache_data_and_need_no_sizes() {
-        let record = RefRecord::from_commit("screenshots/x86_64", Checksum::of(b"c"), &commit(VarDict::new()), 9, None).unwrap();
+        let record =
+            RefRecord::from_commit("screenshots/x86_64", Checksum::of(b"c"), &commit(VarDict::new()), 9, None).unwrap();
         assert_eq!(record.flatpak, None);
-        assert!(RefRecord::from_commit("app/a.b.C/x86_64/stable", Checksum::of(b"c"), &commit(VarDict::new()), 9, None).is_err());
+        assert!(RefRecord::from_commit(
+            "app/a.b.C/x86_64/stable",
+            Checksum::of(b"c"),
+            &commit(VarDict::new()),
+            9,
+            None
+        )
+        .is_err());
     }
 }

@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn parses_and_prints_flatpak_refs() {
         let r: FlatpakRef = "app/org.example.App/x86_64/stable".parse().unwrap();
-        assert_eq!((r.kind, r.id.as_str(), r.arch.as_str(), r.branch.as_str()), (RefKind::App, "org.example.App", "x86_64", "stable"));
+        assert_eq!(
+            (r.kind, r.id.as_str(), r.arch.as_str(), r.branch.as_str()),
+            (RefKind::App, "org.example.App", "x86_64", "stable")
+        );
         assert_eq!(r.to_string(), "app/org.example.App/x86_64/stable");
         assert!("runtime/org.freedesktop.Platform.GL.default/x86_64/23.08-extra".parse::<FlatpakRef>().is_ok());
     }

@@ -54,7 +54,9 @@ pub async fn put_if_absent_has_one_winner_under_contention(store: Arc<dyn Object
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move { (i, store.put_if_absent("race/x", Bytes::from(vec![i as u8; 4096])).await.unwrap()) })
+            tokio::spawn(
+                async move { (i, store.put_if_absent("race/x", Bytes::from(vec![i as u8; 4096])).await.unwrap()) },
+            )
         })
         .collect();
     let mut winners = Vec::new();

@@ -72,7 +72,10 @@ fn ensure_parent(path: &Path) -> io::Result<()> {
 }
 
 /// Runs blocking filesystem work off the async runtime.
-async fn blocking<T: Send + 'static>(key: &str, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T, StoreError> {
+async fn blocking<T: Send + 'static>(
+    key: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Io { key: key.to_owned(), source: io::Error::other(e) })?

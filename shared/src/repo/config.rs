@@ -1,0 +1,26 @@
+//! The repository `config` file clients fetch before every pull.
+
+/// `config` of an archive-z2 repository with indexed deltas, as `ostree init` plus
+/// `ostree_repo_static_delta_reindex` leave it.
+pub fn repo_config(collection_id: Option<&str>) -> String {
+    let mut config = String::from("[core]\nrepo_version=1\nmode=archive-z2\n");
+    if let Some(id) = collection_id {
+        config.push_str(&format!("collection-id={id}\n"));
+    }
+    config.push_str("indexed-deltas=true\n");
+    config
+}
+
+/// The contents of `refs/heads/<ref>`.
+pub fn ref_file(commit: &super::Checksum) -> String {
+    format!("{commit}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn matches_what_the_debian_tools_write() {
+        assert_eq!(super::repo_config(None), "[core]\nrepo_version=1\nmode=archive-z2\nindexed-deltas=true\n");
+        assert!(super::repo_config(Some("org.example.Repo")).contains("\ncollection-id=org.example.Repo\n"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Writing a repository in the order that keeps readers safe (DESIGN property 4): content
+//! objects, then dirmeta and dirtree, then commits, then refs, then the summaries with
+//! `summary.idx` as the switch and the compat `summary` last. A crash between any two writes
+//! leaves every published file pointing only at objects that already exist.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::config::{ref_file, repo_config};
+use super::record::RefRecord;
+use super::summary::{
+    all_subsummaries, compat_summary, gunzip, gzip, parse_index, summary_diff, summary_index, DeltaListing, IndexEntry,
+    SummarySettings,
+};
+use super::{Checksum, ObjectName, ObjectType};
+use crate::store::{read_limited, ObjectStore, StoreError};
+
+/// Objects copied at once.
+const COPY_CONCURRENCY: usize = 16;
+/// Largest summary file read back.
+const MAX_SUMMARY_SIZE: u64 = 256 * 1024 * 1024;
+
+/// Copies objects from `src` to `dst`, content first, then dirmeta, dirtree, commitmeta and
+/// commits, skipping objects `dst` has. Returns how many were copied.
+pub async fn copy_objects(
+    src: &dyn ObjectStore,
+    dst: &dyn ObjectStore,
+    names: &[ObjectName],
+) -> Result<usize, StoreError> {
+    let mut copied = 0;
+    for kind in [ObjectType::File, ObjectType::DirMeta, ObjectType::DirTree, ObjectType::CommitMeta, ObjectType::Commit]
+    {
+        let batch: Vec<&ObjectName> = names.iter().filter(|n| n.kind == kind).collect();
+        copied += stream::iter(batch)
+            .map(|name| copy_object(src, dst, name))
+            .buffer_unordered(COPY_CONCURRENCY)
+            .try_fold(0, |n, wrote| async move { Ok(n + usize::from(wrote)) })
+            .await?;
+    }
+    Ok(copied)
+}
+
+async fn copy_object(src: &dyn ObjectStore, dst: &dyn ObjectStore, name: &ObjectName) -> Result<bool, StoreError> {
+    let key = name.key();
+    if dst.head(&key).await?.is_some() {
+        return Ok(false);
+    }
+    let data = read_limited(src, &key, u64::MAX - 1).await?;
+    dst.put_if_absent(&key, Bytes::from(data)).await
+}
+
+/// Writes `config` and makes sure the repository layout ostree expects exists.
+pub async fn write_config(dst: &dyn ObjectStore, collection_id: Option<&str>) -> Result<(), StoreError> {
+    dst.put("config", Bytes::from(repo_config(collection_id))).await
+}
+
+/// Points `refs/heads/<ref>` at each record's commit.
+pub async fn write_refs(dst: &dyn ObjectStore, records: &[RefRecord]) -> Result<(), StoreError> {
+    for record in records {
+        dst.put(&format!("refs/heads/{}", record.name), Bytes::from(ref_file(&record.commit))).await?;
+    }
+    Ok(())
+}
+
+/// The summary files of one repository state, in the order they must be written.
+#[derive(Debug)]
+pub struct SummaryFiles {
+    /// `summaries/<digest>.gz`, immutable.
+    pub subsummaries: Vec<(String, Vec<u8>)>,
+    /// `summaries/<old>-<new>.delta`, immutable.
+    pub deltas: Vec<(String, Vec<u8>)>,
+    /// `summary.idx`, the switch.
+    pub index: Vec<u8>,
+    /// The compat `summary`.
+    pub compat: Vec<u8>,
+}
+
+impl SummaryFiles {
+    /// sha256 of `summary.idx`, which names its detached signature.
+    pub fn index_digest(&self) -> Checksum {
+        Checksum::of(&self.index)
+    }
+}
+
+/// Builds the summaries for `records`, with history and deltas from the index currently in `dst`.
+pub async fn build_summaries(
+    dst: &dyn ObjectStore,
+    records: &[RefRecord],
+    settings: &SummarySettings,
+    static_deltas: &[DeltaListing],
+    now: u64,
+) -> Result<SummaryFiles, StoreError> {
+    let previous = read_previous_index(dst).await?;
+    let mut files =
+        SummaryFiles { subsummaries: Vec::new(), deltas: Vec::new(), index: Vec::new(), compat: Vec::new() };
+    let mut entries = BTreeMap::new();
+    for (name, (digest, bytes)) in all_subsummaries(records) {
+        let candidates = previous
+            .get(&name)
+            .map(|old| std::iter::once(old.digest).chain(old.history.iter().copied()).collect::<Vec<_>>());
+        let mut history = Vec::new();
+        for old in candidates.unwrap_or_default() {
+            if history.len() >= settings.history_length || old == digest || history.contains(&old) {
+                continue;
+            }
+            if let Some(old_bytes) = read_subsummary(dst, &old).await? {
+                files.deltas.push((format!("summaries/{old}-{digest}.delta"), summary_diff(&old_bytes, &bytes)));
+                history.push(old);
+            }
+        }
+        files.subsummaries.push((format!("summaries/{digest}.gz"), gzip(&bytes, 6)));
+        entries.insert(name, IndexEntry { digest, history });
+    }
+    files.index = summary_index(&entries, settings, now);
+    files.compat = compat_summary(records, settings, static_deltas, now);
+    Ok(files)
+}
+
+/// Writes the summary files: immutable ones first, then `summary.idx`, then `summary`.
+pub async fn write_summaries(dst: &dyn ObjectStore, files: &SummaryFiles) -> Result<(), StoreError> {
+    for (key, bytes) in files.subsummaries.iter().chain(&files.deltas) {
+        dst.put_if_absent(key, Bytes::from(bytes.clone())).await?;
+    }
+    dst.put("summary.idx", Bytes::from(files.index.clone())).await?;
+    dst.put("summary", Bytes::from(files.compat.clone())).await
+}
+
+async fn read_previous_index(dst: &dyn ObjectStore) -> Result<BTreeMap<String, IndexEntry>, StoreError> {
+    match read_limited(dst, "summary.idx", MAX_SUMMARY_SIZE).await {
+        Ok(bytes) => Ok(parse_index(&bytes).map(|(entries, _)| entries).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring unreadable summary.idx: no summary deltas this time");
+            BTreeMap::new()
+        })),
+        Err(StoreError::NotFound(_)) => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// An earlier subsummary, if it is still stored and intact.
+async fn read_subsummary(dst: &dyn ObjectStore, digest: &Checksum) -> Result<Option<Vec<u8>>, StoreError> {
+    let compressed = match read_limited(dst, &format!("summaries/{digest}.gz"), MAX_SUMMARY_SIZE).await {
+        Ok(bytes) => bytes,
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(gunzip(&compressed, MAX_SUMMARY_SIZE).ok().filter(|bytes| Checksum::of(bytes) == *digest))
+}

@@ -1,0 +1,179 @@
+//! Running the external tools the end-to-end suites drive: `flatpak`, `ostree`
+//! and a throwaway HTTP server, each kept away from the host's own state.
+
+use std::ffi::OsStr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use tempfile::TempDir;
+
+/// How long [`HttpServer::serve`] waits for the server to accept connections.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `cmd` to completion with no stdin and returns its stdout.
+///
+/// A non-zero exit is an error naming the command line, the exit status and
+/// everything the command printed.
+pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let line = command_line(cmd);
+    let output = cmd.stdin(Stdio::null()).output().with_context(|| format!("failed to start `{line}`"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "`{line}` failed with {}\nstderr:\n{}\nstdout:\n{stdout}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+        );
+    }
+    Ok(stdout)
+}
+
+/// Renders a command's program and arguments as one shell-like line.
+fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")
+}
+
+/// A private home for `flatpak` and `ostree`: every directory they would read
+/// or write outside the paths passed to them lives inside `dir`.
+pub struct Isolated {
+    /// Holds the home, XDG and Flatpak installation directories.
+    pub dir: TempDir,
+}
+
+/// Environment variables pointed into [`Isolated::dir`], with their
+/// subdirectory names.
+const ISOLATED_DIRS: &[(&str, &str)] = &[
+    ("HOME", "home"),
+    ("XDG_DATA_HOME", "data"),
+    ("XDG_CACHE_HOME", "cache"),
+    ("XDG_CONFIG_HOME", "config"),
+    ("XDG_RUNTIME_DIR", "runtime"),
+    ("FLATPAK_USER_DIR", "flatpak-user"),
+    ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
+    ("FLATPAK_CONFIG_DIR", "flatpak-config"),
+];
+
+impl Isolated {
+    /// Creates a fresh temporary directory with every isolated directory in it.
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("flatbucket-iso-")
+            .tempdir()
+            .context("failed to create the isolated environment's directory")?;
+        for (_, sub) in ISOLATED_DIRS {
+            let path = dir.path().join(sub);
+            std::fs::create_dir_all(&path).with_context(|| format!("failed to create {}", path.display()))?;
+        }
+        restrict_to_owner(&dir.path().join("runtime"))?;
+        Ok(Self { dir })
+    }
+
+    /// A `flatpak` command that sees only this environment's installations.
+    pub fn flatpak(&self) -> Command {
+        self.command("flatpak")
+    }
+
+    /// An `ostree` command run in this environment.
+    pub fn ostree(&self) -> Command {
+        self.command("ostree")
+    }
+
+    /// A command for `program` with the isolated environment applied.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        for (var, sub) in ISOLATED_DIRS {
+            cmd.env(var, self.dir.path().join(sub));
+        }
+        // Keep the tools off any session bus the host happens to have.
+        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS");
+        cmd
+    }
+}
+
+/// Sets `dir` to mode 0700, as the XDG spec requires of `XDG_RUNTIME_DIR`.
+fn restrict_to_owner(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to set the mode of {}", dir.display()))
+}
+
+/// A directory served over plain HTTP on 127.0.0.1 by Python's `http.server`,
+/// stopped when dropped.
+pub struct HttpServer {
+    child: Child,
+    port: u16,
+}
+
+impl HttpServer {
+    /// Starts serving `dir` on a free loopback port and waits until the port
+    /// accepts connections.
+    pub fn serve(dir: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new(python())
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("failed to start python3 -m http.server")?;
+        let mut server = Self { child, port };
+        server.wait_until_listening()?;
+        Ok(server)
+    }
+
+    /// The server's base URL, ending in `/`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Polls the port until it accepts a connection, the server exits, or
+    /// [`SERVER_START_TIMEOUT`] passes.
+    fn wait_until_listening(&mut self) -> anyhow::Result<()> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let deadline = Instant::now() + SERVER_START_TIMEOUT;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(status) = self.child.try_wait().context("failed to poll the server")? {
+                bail!("the HTTP server on port {} exited early with {status}", self.port);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the HTTP server on port {} did not start within {SERVER_START_TIMEOUT:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        // The server may already be gone; nothing useful can be done then.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago, found by letting the kernel
+/// pick one for a listener that is then closed.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to bind a loopback port")?;
+    Ok(listener.local_addr().context("failed to read the bound port")?.port())
+}
+
+/// The system Python, which always has `http.server`, in preference to
+/// whatever `python3` comes first on `PATH`.
+fn python() -> PathBuf {
+    let system = Path::new("/usr/bin/python3");
+    if system.exists() {
+        system.to_path_buf()
+    } else {
+        PathBuf::from("python3")
+    }
+}
