@@ -2,4 +2,5 @@
 //! `flatpak` and `ostree` tools in isolation and building Flatpak fixtures.
 
 pub mod fixture;
+pub mod mirror;
 pub mod tools;

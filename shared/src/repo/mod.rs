@@ -3,10 +3,10 @@
 
 mod checksum;
 pub mod commit;
-pub mod config;
 pub mod dirs;
 pub mod filez;
 pub mod gv;
+pub mod layout;
 pub mod local;
 mod object;
 pub mod publish;

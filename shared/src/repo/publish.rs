@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::config::{ref_file, repo_config};
+use super::layout::{ref_file, repo_config};
 use super::record::RefRecord;
 use super::summary::{
     all_subsummaries, compat_summary, gunzip, gzip, parse_index, summary_diff, summary_index, DeltaListing, IndexEntry,

@@ -1,4 +1,11 @@
-//! The repository `config` file clients fetch before every pull.
+//! Repository layout: the `config` file clients fetch before every pull, ref files, and the
+//! directories ostree's own tools expect in a repository on disk.
+
+use std::io;
+use std::path::Path;
+
+/// Directories `ostree init` creates; `ostree fsck` and friends refuse a repo without them.
+const LOCAL_DIRS: &[&str] = &["objects", "refs/heads", "refs/mirrors", "refs/remotes", "tmp", "state", "extensions"];
 
 /// `config` of an archive-z2 repository with indexed deltas, as `ostree init` plus
 /// `ostree_repo_static_delta_reindex` leave it.
@@ -14,6 +21,18 @@ pub fn repo_config(collection_id: Option<&str>) -> String {
 /// The contents of `refs/heads/<ref>`.
 pub fn ref_file(commit: &super::Checksum) -> String {
     format!("{commit}\n")
+}
+
+/// Makes `path` an archive-z2 repository that ostree's tools accept, keeping an existing `config`.
+pub fn init_local_repo(path: &Path, collection_id: Option<&str>) -> io::Result<()> {
+    for dir in LOCAL_DIRS {
+        std::fs::create_dir_all(path.join(dir))?;
+    }
+    let config = path.join("config");
+    if !config.exists() {
+        std::fs::write(config, repo_config(collection_id))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
