@@ -34,12 +34,30 @@ pub struct RewriteOptions {
     pub sizes: Option<TreeSizes>,
 }
 
+impl RewriteOptions {
+    /// GVariant strings cannot hold NUL: refuse such options before they reach a serializer.
+    fn check_strings(&self) -> Result<(), FormatError> {
+        let rebase = self.end_of_life_rebase.iter().flat_map(|(old, new)| [old, new]);
+        let mut strings = std::iter::once(&self.ref_name)
+            .chain(&self.collection_id)
+            .chain(&self.extra_collection_ids)
+            .chain(&self.end_of_life)
+            .chain(rebase)
+            .chain(self.subsets.iter().flatten());
+        match strings.find(|s| s.contains('\0')) {
+            Some(bad) => Err(FormatError::Malformed(format!("option value {bad:?} contains NUL"))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Builds the rewritten commit. Its checksum (`Commit::checksum`) is its new object name.
 pub fn rewrite_commit(
     source: &Commit,
     source_checksum: Checksum,
     options: &RewriteOptions,
 ) -> Result<Commit, FormatError> {
+    options.check_strings()?;
     let flatpak_ref = options.ref_name.parse::<FlatpakRef>().ok();
     if flatpak_ref.is_some() && !source.metadata.contains("xa.metadata") {
         return Err(FormatError::Malformed(format!("commit {source_checksum} has no xa.metadata")));
@@ -222,6 +240,8 @@ mod tests {
             ..Default::default()
         };
         assert!(rewrite_commit(&src, sum, &rebase).is_err());
+        let nul = RewriteOptions { ref_name: REF.into(), end_of_life: Some("a\0b".into()), ..Default::default() };
+        assert!(rewrite_commit(&src, sum, &nul).is_err());
         src.metadata.remove("xa.metadata");
         assert!(rewrite_commit(&src, sum, &RewriteOptions { ref_name: REF.into(), ..Default::default() }).is_err());
     }
