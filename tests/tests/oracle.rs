@@ -14,6 +14,9 @@ use flatbucket_tests::tools::{run, Isolated};
 
 const LAST_MODIFIED: &str = "ostree.summary.last-modified";
 
+/// A ref map entry in comparable form: name, commit size, commit, metadata.
+type RefEntry = (String, u64, String, BTreeMap<String, Vec<u8>>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_summaries_match_flatpak_build_update_repo() -> anyhow::Result<()> {
     let fixture = build_repo(1)?;
@@ -70,7 +73,7 @@ async fn our_summaries_match_flatpak_build_update_repo() -> anyhow::Result<()> {
 
 /// The same refs, sizes, commits and metadata (as key → serialized value), timestamps aside.
 fn assert_same_summary(what: &str, ours: &ParsedSummary, theirs: &ParsedSummary) {
-    let refs = |s: &ParsedSummary| -> Vec<(String, u64, String, BTreeMap<String, Vec<u8>>)> {
+    let refs = |s: &ParsedSummary| -> Vec<RefEntry> {
         s.refs
             .iter()
             .map(|(name, size, commit, meta)| (name.clone(), *size, commit.to_hex(), dict_map(meta, &[])))
