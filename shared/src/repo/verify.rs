@@ -53,25 +53,22 @@ pub async fn verify_commit(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut verified =
-        Verified { closure: Closure::default(), sizes: TreeSizes::default(), content_bytes: 0, stored_bytes: 0 };
+    let (mut sizes, mut content_bytes, mut stored_bytes) = (TreeSizes::default(), 0, 0);
     for (checksum, uses, result) in results {
-        let name = ObjectName::new(checksum, ObjectType::File);
         match result? {
             Ok(file) => {
-                verified.content_bytes += file.header.size;
-                verified.stored_bytes += file.stored_size;
+                content_bytes += file.header.size;
+                stored_bytes += file.stored_size;
                 if file.header.is_regular() {
-                    verified.sizes.installed += u64::from(uses) * file.header.size.div_ceil(512) * 512;
-                    verified.sizes.download += u64::from(uses) * file.stored_size;
+                    sizes.installed += u64::from(uses) * file.header.size.div_ceil(512) * 512;
+                    sizes.download += u64::from(uses) * file.stored_size;
                 }
             }
-            Err(kind) => closure.problems.push(Problem { object: name, kind }),
+            Err(kind) => closure.problems.push(Problem { object: ObjectName::new(checksum, ObjectType::File), kind }),
         }
     }
-    closure.problems.sort_by_key(|a| a.object);
-    verified.closure = closure;
-    Ok(verified)
+    closure.problems.sort_by_key(|p| p.object);
+    Ok(Verified { closure, sizes, content_bytes, stored_bytes })
 }
 
 /// Streams one `.filez` through the checksum on a blocking thread.

@@ -68,7 +68,7 @@ impl Closure {
     }
 }
 
-/// Reads and checks one metadata object: `Ok(None)` records a problem instead of failing.
+/// Reads and checks one metadata object; a missing or bad object is an `Ok(Err(problem))`.
 async fn fetch_metadata(store: &dyn ObjectStore, name: ObjectName) -> Result<Result<Vec<u8>, Problem>, StoreError> {
     let problem = |kind| Ok(Err(Problem { object: name, kind }));
     let bytes = match read_limited(store, &name.key(), MAX_METADATA_SIZE).await {
