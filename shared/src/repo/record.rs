@@ -2,13 +2,14 @@
 //! commit when it is published, so summaries are regenerated without reading the repository.
 
 use gvariant::{gv, Structure};
+use serde::{Deserialize, Serialize};
 
 use super::commit::Commit;
 use super::refs::is_flatpak_ref;
 use super::{Checksum, FormatError};
 
 /// One ref of a repository and what its summary entries say about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefRecord {
     pub name: String,
     pub commit: Checksum,
@@ -21,7 +22,7 @@ pub struct RefRecord {
 }
 
 /// The cache data flatpak keeps for its own refs (`xa.cache`, `xa.data`, sparse keys).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FlatpakData {
     /// Installed size including extra data.
     pub installed_size: u64,

@@ -71,26 +71,36 @@ pub async fn verify_commit(
     Ok(Verified { closure, sizes, content_bytes, stored_bytes })
 }
 
-/// Streams one `.filez` through the checksum on a blocking thread.
+/// Streams one `.filez` through the checksum on a blocking thread: straight from the file when the
+/// store is a directory, else through the async reader.
 async fn verify_file(
     store: Arc<dyn ObjectStore>,
     checksum: Checksum,
 ) -> Result<Result<FileSummary, ProblemKind>, StoreError> {
     let key = ObjectName::new(checksum, ObjectType::File).key();
-    let reader = match store.get(&key).await {
-        Ok(reader) => reader,
-        Err(StoreError::NotFound(_)) => return Ok(Err(ProblemKind::Missing)),
-        Err(e) => return Err(e),
+    let task = match store.local_path(&key) {
+        Some(path) => tokio::task::spawn_blocking(move || match std::fs::File::open(path) {
+            Ok(file) => Some(checksum_filez(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(FilezError::Io(e))),
+        }),
+        None => {
+            let reader = match store.get(&key).await {
+                Ok(reader) => reader,
+                Err(StoreError::NotFound(_)) => return Ok(Err(ProblemKind::Missing)),
+                Err(e) => return Err(e),
+            };
+            let bridge = SyncIoBridge::new(reader);
+            tokio::task::spawn_blocking(move || Some(checksum_filez(bridge)))
+        }
     };
-    let bridge = SyncIoBridge::new(reader);
-    let outcome = tokio::task::spawn_blocking(move || checksum_filez(bridge))
-        .await
-        .map_err(|e| StoreError::Io { key: key.clone(), source: std::io::Error::other(e) })?;
+    let outcome = task.await.map_err(|e| StoreError::Io { key: key.clone(), source: std::io::Error::other(e) })?;
     match outcome {
-        Ok(file) if file.checksum != checksum => Ok(Err(ProblemKind::ChecksumMismatch { actual: file.checksum })),
-        Ok(file) => Ok(check_flatpak_mode(&file).map(|()| file)),
-        Err(FilezError::Format(e)) => Ok(Err(ProblemKind::Malformed(e))),
-        Err(FilezError::Io(source)) => Err(StoreError::Io { key, source }),
+        None => Ok(Err(ProblemKind::Missing)),
+        Some(Ok(file)) if file.checksum != checksum => Ok(Err(ProblemKind::ChecksumMismatch { actual: file.checksum })),
+        Some(Ok(file)) => Ok(check_flatpak_mode(&file).map(|()| file)),
+        Some(Err(FilezError::Format(e))) => Ok(Err(ProblemKind::Malformed(e))),
+        Some(Err(FilezError::Io(source))) => Err(StoreError::Io { key, source }),
     }
 }
 

@@ -21,6 +21,22 @@ pub async fn run_all(store: &dyn ObjectStore) {
     traversal_keys_are_rejected(store).await;
     large_objects_stream_intact(store).await;
     read_limited_refuses_oversized_objects(store).await;
+    put_stream_writes_all_chunks(store).await;
+    a_failed_put_stream_leaves_nothing(store).await;
+}
+
+pub async fn put_stream_writes_all_chunks(store: &dyn ObjectStore) {
+    let chunks: Vec<std::io::Result<Bytes>> = (0..100u8).map(|i| Ok(Bytes::from(vec![i; 1000]))).collect();
+    let size = store.put_stream("ps/obj", Box::pin(futures::stream::iter(chunks))).await.unwrap();
+    assert_eq!(size, 100_000);
+    let data = read_all(store, "ps/obj").await;
+    assert!(data.chunks(1000).enumerate().all(|(i, c)| c.iter().all(|b| *b == i as u8)));
+}
+
+pub async fn a_failed_put_stream_leaves_nothing(store: &dyn ObjectStore) {
+    let chunks = vec![Ok(Bytes::from_static(b"partial")), Err(std::io::Error::other("client went away"))];
+    assert!(store.put_stream("psf/obj", Box::pin(futures::stream::iter(chunks))).await.is_err());
+    assert_eq!(store.head("psf/obj").await.unwrap(), None);
 }
 
 pub async fn put_then_get_round_trips(store: &dyn ObjectStore) {

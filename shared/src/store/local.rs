@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{validate_key, ObjectReader, ObjectStore, StoreError};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{validate_key, ByteStream, ObjectReader, ObjectStore, StoreError};
 
 /// Temporary files live here, inside the root so renames stay on one filesystem.
 const TMP_DIR: &str = ".flatbucket-tmp";
@@ -114,6 +117,31 @@ impl ObjectStore for LocalStore {
         .await
     }
 
+    async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, StoreError> {
+        let path = self.path(key)?;
+        let tmp = self.temp_path();
+        let written = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut size = 0u64;
+            while let Some(chunk) = data.next().await {
+                let chunk = chunk?;
+                file.write_all(&chunk).await?;
+                size += chunk.len() as u64;
+            }
+            file.flush().await?;
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::rename(&tmp, &path).await?;
+            Ok(size)
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        written.map_err(io_error(key))
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
         let path = self.path(key)?;
         let store = self.clone();
@@ -157,6 +185,10 @@ impl ObjectStore for LocalStore {
             other => other,
         })
         .await
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -3,6 +3,7 @@
 //! relative to a repository root; [`Prefixed`] places a repository inside a larger store.
 
 pub mod conformance;
+mod layered;
 mod local;
 mod prefixed;
 
@@ -13,11 +14,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+pub use layered::Layered;
 pub use local::LocalStore;
 pub use prefixed::Prefixed;
 
 /// A streaming read of one object.
 pub type ObjectReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A streaming write of one object.
+pub type ByteStream = Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// What went wrong in a store, by meaning.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,10 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Writes or replaces an object.
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
 
+    /// Writes or replaces an object from a stream and returns its size. The object appears only
+    /// once the stream has ended without error.
+    async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64, StoreError>;
+
     /// Writes an object unless one exists already; returns whether this call wrote it.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError>;
 
@@ -62,6 +71,12 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// Every key that starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Where the object is on the local filesystem, for backends that are directories: lets CPU-bound
+    /// readers (verification) read it on a blocking thread without async hops. `None` elsewhere.
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Reads a whole object, refusing ones larger than `limit` bytes.

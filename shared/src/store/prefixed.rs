@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{validate_key, ObjectReader, ObjectStore, StoreError};
+use super::{validate_key, ByteStream, ObjectReader, ObjectStore, StoreError};
 
 /// Adds `prefix/` to every key of the wrapped store.
 #[derive(Debug, Clone)]
@@ -41,6 +41,10 @@ impl ObjectStore for Prefixed {
         self.inner.put(&self.full(key)?, data).await
     }
 
+    async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64, StoreError> {
+        self.inner.put_stream(&self.full(key)?, data).await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
         self.inner.put_if_absent(&self.full(key)?, data).await
     }
@@ -51,6 +55,10 @@ impl ObjectStore for Prefixed {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(&self.full(key)?).await
+    }
+
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(&self.full(key).ok()?)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,856 @@
+//! StateStore in one SQLite file, for single-host deployments and tests. One connection sits
+//! behind a mutex and every call runs on tokio's blocking pool, so the async runtime never waits
+//! on SQLite. Every state transition is one `BEGIN IMMEDIATE` transaction that reads the row,
+//! checks the precondition and writes: the write lock is taken before the read, so two callers
+//! (in this process or another one sharing the file) cannot both see the old state and both win.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde::de::DeserializeOwned;
+
+use super::{naive_from_unix, naive_now, StateError, StateStore, TokenRecord};
+use crate::domain::build::{Build, BuildRef, NewBuild, PublishedState, RepoState, StateKind, WrongState};
+use crate::domain::job::{CommitContents, Job, JobKind, JobStatus, PublishContents};
+use crate::repo::record::RefRecord;
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, one entry per version: entry `n` takes a database from `user_version` `n` to
+/// `n + 1`. Later changes are appended, never edited, so existing files migrate forward.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+// AUTOINCREMENT so ids are never reused: build and job ids appear in URLs and logs, and a purged
+// build's id must not come back as someone else's build.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    contents TEXT NOT NULL,
+    results TEXT,
+    log TEXT NOT NULL DEFAULT '',
+    start_after TEXT,
+    repo TEXT
+);
+CREATE INDEX jobs_status ON jobs (status);
+
+CREATE TABLE builds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    repo_state INTEGER NOT NULL,
+    repo_state_reason TEXT,
+    published_state INTEGER NOT NULL,
+    published_state_reason TEXT,
+    commit_job_id INTEGER REFERENCES jobs (id),
+    publish_job_id INTEGER REFERENCES jobs (id),
+    repo TEXT NOT NULL,
+    extra_ids TEXT NOT NULL DEFAULT '[]',
+    app_id TEXT,
+    public_download INTEGER NOT NULL,
+    build_log_url TEXT,
+    token_name TEXT,
+    token_type TEXT
+);
+CREATE INDEX builds_app_id ON builds (app_id);
+
+CREATE TABLE build_refs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    build_id INTEGER NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+    ref_name TEXT NOT NULL,
+    "commit" TEXT NOT NULL,
+    build_log_url TEXT,
+    UNIQUE (build_id, ref_name)
+);
+
+CREATE TABLE tokens (
+    token_id TEXT PRIMARY KEY,
+    expires TEXT,
+    last_used TEXT,
+    revoked_at TEXT
+);
+
+CREATE TABLE repo_refs (
+    repo TEXT NOT NULL,
+    ref_name TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (repo, ref_name)
+) WITHOUT ROWID;
+
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#;
+
+const BUILD_COLUMNS: &str = "id, created, repo_state, repo_state_reason, published_state, published_state_reason, \
+     commit_job_id, publish_job_id, repo, extra_ids, app_id, public_download, build_log_url, token_name, token_type";
+
+const JOB_COLUMNS: &str = "id, kind, status, contents, results, log, start_after, repo";
+
+const BUILD_REF_COLUMNS: &str = r#"id, build_id, ref_name, "commit", build_log_url"#;
+
+/// The state of a flatbucket server in a SQLite database file.
+#[derive(Clone)]
+pub struct SqliteState {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl fmt::Debug for SqliteState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteState").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteState {
+    /// Opens (creating if missing) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let opening = format!("opening {}", path.display());
+        let mut conn = Connection::open(path).context(&opening)?;
+        conn.busy_timeout(BUSY_TIMEOUT).context(&opening)?;
+        // WAL lets readers (the API serving builds and logs) proceed while a job writes.
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).context(&opening)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StateError::Backend(format!("{opening}: journal mode stayed {mode}, WAL is needed")));
+        }
+        conn.pragma_update(None, "foreign_keys", true).context(&opening)?;
+        migrate(&mut conn).map_err(|e| StateError::Backend(format!("{opening}: {e}")))?;
+        Ok(Self { path: path.to_owned(), conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StateError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held dropped its transaction, which rolls it back, so the
+            // connection is still consistent and later calls may use it.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StateError::Backend(format!("state store task failed: {e}")))?
+    }
+
+    /// Runs `f` without a transaction: for reads that are a single statement.
+    async fn read<T, F>(&self, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StateError> + Send + 'static,
+    {
+        self.with_conn(move |conn| f(conn)).await
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed if `f` succeeds and rolled back
+    /// otherwise. `what` names the operation in errors.
+    async fn write<T, F>(&self, what: &'static str, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StateError> + Send + 'static,
+    {
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context(what)?;
+            let value = f(&tx)?;
+            tx.commit().context(what)?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+/// Applies the migrations the file has not seen yet, each with its version bump, atomically.
+fn migrate(conn: &mut Connection) -> Result<(), StateError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("migrating")?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0)).context("reading version")?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StateError::Backend(format!(
+            "schema version {version} is newer than this flatbucket knows ({known})"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let to = index as i64 + 1;
+        tx.execute_batch(sql).context(&format!("migrating to schema version {to}"))?;
+        tx.pragma_update(None, "user_version", to).context("setting schema version")?;
+    }
+    tx.commit().context("migrating")
+}
+
+/// Adds what was being done to a SQLite error.
+trait Context<T> {
+    fn context(self, what: &str) -> Result<T, StateError>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn context(self, what: &str) -> Result<T, StateError> {
+        self.map_err(|e| StateError::Backend(format!("{what}: {e}")))
+    }
+}
+
+/// Turns "no row" into [`StateError::NotFound`].
+fn found<T>(row: Option<T>) -> Result<T, StateError> {
+    row.ok_or(StateError::NotFound)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, StateError> {
+    serde_json::to_string(value).map_err(|e| StateError::Backend(format!("encoding {what}: {e}")))
+}
+
+/// Reads a wire-enum column, refusing numbers the enum does not have.
+fn enum_column<T>(row: &Row<'_>, index: usize, parse: fn(i64) -> Option<T>) -> rusqlite::Result<T> {
+    let value: i64 = row.get(index)?;
+    parse(value).ok_or_else(|| {
+        let name = row.as_ref().column_name(index).unwrap_or("?").to_owned();
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, format!("invalid {name} {value}").into())
+    })
+}
+
+/// Reads a JSON text column.
+fn json_column<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+fn build_from_row(row: &Row<'_>) -> rusqlite::Result<Build> {
+    Ok(Build {
+        id: row.get(0)?,
+        created: row.get(1)?,
+        repo_state: enum_column(row, 2, RepoState::from_i64)?,
+        repo_state_reason: row.get(3)?,
+        published_state: enum_column(row, 4, PublishedState::from_i64)?,
+        published_state_reason: row.get(5)?,
+        commit_job_id: row.get(6)?,
+        publish_job_id: row.get(7)?,
+        repo: row.get(8)?,
+        extra_ids: json_column(row, 9)?,
+        app_id: row.get(10)?,
+        public_download: row.get(11)?,
+        build_log_url: row.get(12)?,
+        token_name: row.get(13)?,
+        token_type: row.get(14)?,
+    })
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let start_after: Option<String> = row.get(6)?;
+    Ok(Job {
+        id: row.get(0)?,
+        kind: enum_column(row, 1, JobKind::from_i64)?,
+        status: enum_column(row, 2, JobStatus::from_i64)?,
+        contents: row.get(3)?,
+        results: row.get(4)?,
+        log: row.get(5)?,
+        start_after: match start_after {
+            Some(_) => Some(json_column(row, 6)?),
+            None => None,
+        },
+        repo: row.get(7)?,
+    })
+}
+
+fn build_ref_from_row(row: &Row<'_>) -> rusqlite::Result<BuildRef> {
+    Ok(BuildRef {
+        id: row.get(0)?,
+        build_id: row.get(1)?,
+        ref_name: row.get(2)?,
+        commit: row.get(3)?,
+        build_log_url: row.get(4)?,
+    })
+}
+
+fn load_build(conn: &Connection, id: i64) -> Result<Build, StateError> {
+    let sql = format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = ?1");
+    found(conn.query_row(&sql, [id], build_from_row).optional().context(&format!("reading build {id}"))?)
+}
+
+fn load_job(conn: &Connection, id: i64) -> Result<Job, StateError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    found(conn.query_row(&sql, [id], job_from_row).optional().context(&format!("reading job {id}"))?)
+}
+
+/// Queues a new job and returns its id.
+fn insert_job(conn: &Connection, kind: JobKind, contents: &str, repo: Option<&str>) -> Result<i64, StateError> {
+    conn.execute(
+        "INSERT INTO jobs (kind, status, contents, results, log, start_after, repo) VALUES (?1, ?2, ?3, NULL, '', NULL, ?4)",
+        params![kind as i64, JobStatus::New as i64, contents, repo],
+    )
+    .context("queueing job")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The two state machines of a build, so the conditional moves share one implementation.
+trait BuildState: Copy + PartialEq + Send + Sync + 'static {
+    const COLUMN: &'static str;
+    const REASON_COLUMN: &'static str;
+    const KIND: StateKind;
+    fn of(build: &Build) -> Self;
+    fn value(self) -> i64;
+    fn name(self) -> &'static str;
+}
+
+impl BuildState for RepoState {
+    const COLUMN: &'static str = "repo_state";
+    const REASON_COLUMN: &'static str = "repo_state_reason";
+    const KIND: StateKind = StateKind::Repo;
+    fn of(build: &Build) -> Self {
+        build.repo_state
+    }
+    fn value(self) -> i64 {
+        self as i64
+    }
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl BuildState for PublishedState {
+    const COLUMN: &'static str = "published_state";
+    const REASON_COLUMN: &'static str = "published_state_reason";
+    const KIND: StateKind = StateKind::Published;
+    fn of(build: &Build) -> Self {
+        build.published_state
+    }
+    fn value(self) -> i64 {
+        self as i64
+    }
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// Moves a build's `S` from one of `from` to `to`, refusing with the current state otherwise.
+fn move_state<S: BuildState>(
+    tx: &Transaction<'_>,
+    build_id: i64,
+    from: &[S],
+    to: S,
+    reason: Option<&str>,
+) -> Result<Build, StateError> {
+    let build = load_build(tx, build_id)?;
+    let current = S::of(&build);
+    if !from.contains(&current) {
+        let expected: Vec<&str> = from.iter().map(|s| s.name()).collect();
+        return Err(StateError::WrongState(WrongState {
+            kind: S::KIND,
+            current: current.name(),
+            expected: expected.first().copied().unwrap_or(""),
+            message: format!("Unexpected state {}, expected one of {}", current.name(), expected.join(", ")),
+        }));
+    }
+    let sql = format!("UPDATE builds SET {} = ?1, {} = ?2 WHERE id = ?3", S::COLUMN, S::REASON_COLUMN);
+    tx.execute(&sql, params![to.value(), reason, build_id]).context(&format!("updating build {build_id}"))?;
+    load_build(tx, build_id)
+}
+
+#[async_trait]
+impl StateStore for SqliteState {
+    async fn create_build(&self, new: NewBuild) -> Result<Build, StateError> {
+        self.write("creating build", move |tx| {
+            tx.execute(
+                "INSERT INTO builds (created, repo_state, published_state, repo, extra_ids, app_id, public_download, \
+                 build_log_url, token_name, token_type) VALUES (?1, ?2, ?3, ?4, '[]', ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    naive_now(),
+                    RepoState::Uploading as i64,
+                    PublishedState::Unpublished as i64,
+                    new.repo,
+                    new.app_id,
+                    new.public_download,
+                    new.build_log_url,
+                    new.token_name,
+                    new.token_type,
+                ],
+            )
+            .context("creating build")?;
+            load_build(tx, tx.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn get_build(&self, id: i64) -> Result<Build, StateError> {
+        self.read(move |conn| load_build(conn, id)).await
+    }
+
+    async fn list_builds(&self, app_id: Option<&str>) -> Result<Vec<Build>, StateError> {
+        let app_id = app_id.map(str::to_owned);
+        self.read(move |conn| {
+            // `IS` matches NULL to NULL, so one statement serves both "this app" and "no app".
+            let sql = format!("SELECT {BUILD_COLUMNS} FROM builds WHERE app_id IS ?1 AND repo_state != ?2 ORDER BY id");
+            let mut stmt = conn.prepare_cached(&sql).context("listing builds")?;
+            let rows =
+                stmt.query_map(params![app_id, RepoState::Purged as i64], build_from_row).context("listing builds")?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().context("listing builds")
+        })
+        .await
+    }
+
+    async fn add_extra_ids(&self, build_id: i64, ids: &[String]) -> Result<Build, StateError> {
+        let ids = ids.to_vec();
+        self.write("adding extra ids", move |tx| {
+            let mut build = load_build(tx, build_id)?;
+            for id in ids {
+                if !build.extra_ids.contains(&id) {
+                    build.extra_ids.push(id);
+                }
+            }
+            tx.execute(
+                "UPDATE builds SET extra_ids = ?1 WHERE id = ?2",
+                params![to_json(&build.extra_ids, "extra ids")?, build_id],
+            )
+            .context("adding extra ids")?;
+            Ok(build)
+        })
+        .await
+    }
+
+    async fn upsert_build_ref(
+        &self,
+        build_id: i64,
+        ref_name: &str,
+        commit: &str,
+        build_log_url: Option<&str>,
+    ) -> Result<BuildRef, StateError> {
+        let (ref_name, commit, build_log_url) =
+            (ref_name.to_owned(), commit.to_owned(), build_log_url.map(str::to_owned));
+        self.write("registering build ref", move |tx| {
+            // Checked first so a missing build is NotFound rather than a foreign key failure.
+            load_build(tx, build_id)?;
+            tx.execute(
+                r#"INSERT INTO build_refs (build_id, ref_name, "commit", build_log_url) VALUES (?1, ?2, ?3, ?4)
+                   ON CONFLICT (build_id, ref_name) DO UPDATE SET "commit" = excluded."commit",
+                   build_log_url = excluded.build_log_url"#,
+                params![build_id, ref_name, commit, build_log_url],
+            )
+            .context("registering build ref")?;
+            let sql = format!("SELECT {BUILD_REF_COLUMNS} FROM build_refs WHERE build_id = ?1 AND ref_name = ?2");
+            tx.query_row(&sql, params![build_id, ref_name], build_ref_from_row).context("reading build ref")
+        })
+        .await
+    }
+
+    async fn get_build_ref(&self, build_id: i64, ref_id: i64) -> Result<BuildRef, StateError> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {BUILD_REF_COLUMNS} FROM build_refs WHERE id = ?1 AND build_id = ?2");
+            found(conn.query_row(&sql, [ref_id, build_id], build_ref_from_row).optional().context("reading build ref")?)
+        })
+        .await
+    }
+
+    async fn list_build_refs(&self, build_id: i64) -> Result<Vec<BuildRef>, StateError> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {BUILD_REF_COLUMNS} FROM build_refs WHERE build_id = ?1 ORDER BY id");
+            let mut stmt = conn.prepare_cached(&sql).context("listing build refs")?;
+            let rows = stmt.query_map([build_id], build_ref_from_row).context("listing build refs")?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().context("listing build refs")
+        })
+        .await
+    }
+
+    async fn start_commit(&self, contents: &CommitContents) -> Result<Job, StateError> {
+        let build_id = contents.build;
+        let contents = to_json(contents, "commit contents")?;
+        self.write("starting commit", move |tx| {
+            let build = load_build(tx, build_id)?;
+            build.check_can_commit()?;
+            let job_id = insert_job(tx, JobKind::Commit, &contents, None)?;
+            tx.execute(
+                "UPDATE builds SET repo_state = ?1, commit_job_id = ?2 WHERE id = ?3",
+                params![RepoState::Committing as i64, job_id, build_id],
+            )
+            .context("starting commit")?;
+            load_job(tx, job_id)
+        })
+        .await
+    }
+
+    async fn start_publish(&self, contents: &PublishContents) -> Result<Job, StateError> {
+        let build_id = contents.build;
+        let contents = to_json(contents, "publish contents")?;
+        self.write("starting publish", move |tx| {
+            let build = load_build(tx, build_id)?;
+            build.check_can_publish()?;
+            let job_id = insert_job(tx, JobKind::Publish, &contents, Some(&build.repo))?;
+            tx.execute(
+                "UPDATE builds SET published_state = ?1, publish_job_id = ?2 WHERE id = ?3",
+                params![PublishedState::Publishing as i64, job_id, build_id],
+            )
+            .context("starting publish")?;
+            load_job(tx, job_id)
+        })
+        .await
+    }
+
+    async fn set_repo_state(
+        &self,
+        build_id: i64,
+        from: &[RepoState],
+        to: RepoState,
+        reason: Option<&str>,
+    ) -> Result<Build, StateError> {
+        let (from, reason) = (from.to_vec(), reason.map(str::to_owned));
+        self.write("setting repo state", move |tx| move_state(tx, build_id, &from, to, reason.as_deref())).await
+    }
+
+    async fn set_published_state(
+        &self,
+        build_id: i64,
+        from: &[PublishedState],
+        to: PublishedState,
+        reason: Option<&str>,
+    ) -> Result<Build, StateError> {
+        let (from, reason) = (from.to_vec(), reason.map(str::to_owned));
+        self.write("setting published state", move |tx| move_state(tx, build_id, &from, to, reason.as_deref())).await
+    }
+
+    async fn get_job(&self, id: i64) -> Result<Job, StateError> {
+        self.read(move |conn| load_job(conn, id)).await
+    }
+
+    async fn claim_job(&self, id: i64) -> Result<Option<Job>, StateError> {
+        self.write("claiming job", move |tx| {
+            let job = load_job(tx, id)?;
+            if job.status != JobStatus::New {
+                return Ok(None);
+            }
+            tx.execute("UPDATE jobs SET status = ?1 WHERE id = ?2", params![JobStatus::Started as i64, id])
+                .context("claiming job")?;
+            Ok(Some(Job { status: JobStatus::Started, ..job }))
+        })
+        .await
+    }
+
+    async fn append_job_log(&self, id: i64, text: &str) -> Result<(), StateError> {
+        let text = text.to_owned();
+        self.write("appending job log", move |tx| {
+            // Concatenated by SQLite, so the log is never read back and rewritten whole.
+            let changed = tx
+                .execute("UPDATE jobs SET log = log || ?1 WHERE id = ?2", params![text, id])
+                .context("appending job log")?;
+            if changed == 0 {
+                return Err(StateError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Refuses (with [`StateError::Backend`]) a `status` that is not final and a job that is not
+    /// started: either is a bug in the caller, and silently rewriting a finished job would lose its
+    /// result.
+    async fn finish_job(&self, id: i64, status: JobStatus, results: &str) -> Result<(), StateError> {
+        if !status.is_finished() {
+            return Err(StateError::Backend(format!("job {id} cannot finish as {}", status.as_str())));
+        }
+        let results = results.to_owned();
+        self.write("finishing job", move |tx| {
+            let job = load_job(tx, id)?;
+            if job.status != JobStatus::Started {
+                return Err(StateError::Backend(format!("job {id} is {}, not started", job.status.as_str())));
+            }
+            tx.execute("UPDATE jobs SET status = ?1, results = ?2 WHERE id = ?3", params![status as i64, results, id])
+                .context("finishing job")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, StateError> {
+        self.read(|conn| {
+            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE status IN (?1, ?2) ORDER BY id");
+            let mut stmt = conn.prepare_cached(&sql).context("listing unfinished jobs")?;
+            let rows = stmt
+                .query_map([JobStatus::New as i64, JobStatus::Started as i64], job_from_row)
+                .context("listing unfinished jobs")?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().context("listing unfinished jobs")
+        })
+        .await
+    }
+
+    async fn requeue_job(&self, id: i64) -> Result<bool, StateError> {
+        self.write("requeueing job", move |tx| {
+            let job = load_job(tx, id)?;
+            if job.status != JobStatus::Started {
+                return Ok(false);
+            }
+            tx.execute("UPDATE jobs SET status = ?1 WHERE id = ?2", params![JobStatus::New as i64, id])
+                .context("requeueing job")?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn use_token(&self, jti: &str, expires: i64) -> Result<(), StateError> {
+        let jti = jti.to_owned();
+        self.write("recording token use", move |tx| {
+            let row: Option<(Option<String>, Option<String>)> = tx
+                .query_row("SELECT expires, revoked_at FROM tokens WHERE token_id = ?1", [&jti], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+                .context("reading token")?;
+            let claimed = naive_from_unix(expires);
+            match row {
+                Some((_, Some(_))) => return Err(StateError::Revoked),
+                Some((Some(recorded), None)) if recorded != claimed => {
+                    // The jti is meant to be unique; a token reusing one with another expiry is
+                    // suspicious, but the first record stays authoritative.
+                    tracing::warn!(token_id = %jti, %recorded, %claimed, "token used with a different expiry than recorded");
+                }
+                _ => {}
+            }
+            tx.execute(
+                "INSERT INTO tokens (token_id, expires, last_used) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (token_id) DO UPDATE SET expires = COALESCE(tokens.expires, excluded.expires),
+                 last_used = excluded.last_used",
+                params![jti, claimed, naive_now()],
+            )
+            .context("recording token use")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_tokens(&self, ids: &[String]) -> Result<(), StateError> {
+        let ids = ids.to_vec();
+        self.write("revoking tokens", move |tx| {
+            let now = naive_now();
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO tokens (token_id, revoked_at) VALUES (?1, ?2)
+                     ON CONFLICT (token_id) DO UPDATE SET revoked_at = COALESCE(tokens.revoked_at, excluded.revoked_at)",
+                )
+                .context("revoking tokens")?;
+            for id in &ids {
+                stmt.execute(params![id, now]).context("revoking tokens")?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_tokens(&self, ids: &[String]) -> Result<Vec<TokenRecord>, StateError> {
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT token_id, expires, last_used, revoked_at FROM tokens WHERE token_id = ?1")
+                .context("reading tokens")?;
+            let mut seen = HashSet::new();
+            let mut records = Vec::new();
+            for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
+                let record = stmt
+                    .query_row([id], |row| {
+                        Ok(TokenRecord {
+                            token_id: row.get(0)?,
+                            expires: row.get(1)?,
+                            last_used: row.get(2)?,
+                            revoked_at: row.get(3)?,
+                        })
+                    })
+                    .optional()
+                    .context("reading tokens")?;
+                records.extend(record);
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn repo_refs(&self, repo: &str) -> Result<Vec<RefRecord>, StateError> {
+        let repo = repo.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT record FROM repo_refs WHERE repo = ?1 ORDER BY ref_name")
+                .context("reading repo refs")?;
+            let rows = stmt.query_map([&repo], |row| json_column::<RefRecord>(row, 0)).context("reading repo refs")?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().context(&format!("reading refs of {repo}"))
+        })
+        .await
+    }
+
+    async fn put_repo_refs(&self, repo: &str, records: &[RefRecord]) -> Result<(), StateError> {
+        let repo = repo.to_owned();
+        let encoded = records
+            .iter()
+            .map(|record| Ok((record.name.clone(), to_json(record, "ref record")?)))
+            .collect::<Result<Vec<_>, StateError>>()?;
+        self.write("storing repo refs", move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO repo_refs (repo, ref_name, record) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (repo, ref_name) DO UPDATE SET record = excluded.record",
+                )
+                .context("storing repo refs")?;
+            for (name, record) in &encoded {
+                stmt.execute(params![repo, name, record]).context(&format!("storing ref {name} of {repo}"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl_secs: u64) -> Result<bool, StateError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write("acquiring lease", move |tx| {
+            let now = now_unix();
+            let expires_at = now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX));
+            // The conflict branch only updates when the lease is ours or has expired; otherwise no
+            // row changes and the caller does not get it.
+            let changed = tx
+                .execute(
+                    "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                     WHERE leases.holder = excluded.holder OR leases.expires_at < ?4",
+                    params![name, holder, expires_at, now],
+                )
+                .context("acquiring lease")?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StateError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write("releasing lease", move |tx| {
+            tx.execute("DELETE FROM leases WHERE name = ?1 AND holder = ?2", params![name, holder])
+                .context("releasing lease")?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::conformance;
+
+    fn state() -> (tempfile::TempDir, SqliteState) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SqliteState::open(&dir.path().join("state.sqlite")).unwrap();
+        (dir, state)
+    }
+
+    fn new_build() -> NewBuild {
+        NewBuild {
+            repo: "stable".into(),
+            app_id: Some("org.example.App".into()),
+            public_download: true,
+            build_log_url: None,
+            token_name: None,
+            token_type: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn passes_the_state_store_conformance_suite() {
+        let (_dir, state) = state();
+        conformance::run_all(Arc::new(state)).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_the_file_keeps_the_data_and_the_schema_version() {
+        let (dir, state) = state();
+        let path = state.path().to_owned();
+        let build = state.create_build(new_build()).await.unwrap();
+        let job = state.start_commit(&commit_contents_for(build.id)).await.unwrap();
+        state.append_job_log(job.id, "kept\n").await.unwrap();
+        drop(state);
+
+        let reopened = SqliteState::open(&path).unwrap();
+        let build = reopened.get_build(build.id).await.unwrap();
+        assert_eq!((build.repo_state, build.commit_job_id), (RepoState::Committing, Some(job.id)));
+        assert_eq!(reopened.get_job(job.id).await.unwrap().log, "kept\n");
+        let conn = Connection::open(dir.path().join("state.sqlite")).unwrap();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    /// Two connections to one file stand for two processes (API server and worker): the
+    /// transactions, not the in-process mutex, must keep them from both winning.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_connections_to_one_file_still_have_one_winner() {
+        let (_dir, first) = state();
+        let second = SqliteState::open(first.path()).unwrap();
+        for _ in 0..20 {
+            let build = first.create_build(new_build()).await.unwrap();
+            let contents = commit_contents_for(build.id);
+            let (a, b) = tokio::join!(first.start_commit(&contents), second.start_commit(&contents));
+            let (job, refused) = match (a, b) {
+                (Ok(job), refused) | (refused, Ok(job)) => (job, refused),
+                other => panic!("no commit started: {other:?}"),
+            };
+            assert!(matches!(refused, Err(StateError::WrongState(_))), "the other is refused: {refused:?}");
+            let (a, b) = tokio::join!(first.claim_job(job.id), second.claim_job(job.id));
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!(a.is_some() != b.is_some(), "exactly one claim wins: {a:?} {b:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = SqliteState::open(&path).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn corrupt_rows_are_errors_not_panics() {
+        let (_dir, state) = state();
+        let build = state.create_build(new_build()).await.unwrap();
+        let id = build.id;
+        state
+            .with_conn(move |conn| {
+                conn.execute("UPDATE builds SET repo_state = 42, extra_ids = 'nope' WHERE id = ?1", [id])
+                    .context("corrupting")
+            })
+            .await
+            .unwrap();
+        let err = state.get_build(id).await.unwrap_err();
+        assert!(matches!(&err, StateError::Backend(message) if message.contains("invalid repo_state 42")), "{err}");
+        assert!(matches!(state.list_builds(Some("org.example.App")).await, Err(StateError::Backend(_))));
+        assert!(matches!(state.start_commit(&commit_contents_for(id)).await, Err(StateError::Backend(_))));
+    }
+
+    #[tokio::test]
+    async fn finishing_a_job_that_is_not_started_is_refused() {
+        let (_dir, state) = state();
+        let build = state.create_build(new_build()).await.unwrap();
+        let job = state.start_commit(&commit_contents_for(build.id)).await.unwrap();
+        assert!(matches!(state.finish_job(job.id, JobStatus::Ended, "{}").await, Err(StateError::Backend(_))));
+        state.claim_job(job.id).await.unwrap().unwrap();
+        assert!(matches!(state.finish_job(job.id, JobStatus::New, "{}").await, Err(StateError::Backend(_))));
+        state.finish_job(job.id, JobStatus::Ended, "{}").await.unwrap();
+        assert!(matches!(state.finish_job(job.id, JobStatus::Broken, "{}").await, Err(StateError::Backend(_))));
+        assert_eq!(state.get_job(job.id).await.unwrap().status, JobStatus::Ended);
+    }
+
+    fn commit_contents_for(build: i64) -> CommitContents {
+        CommitContents { build, endoflife: None, endoflife_rebase: None, token_type: None }
+    }
+}

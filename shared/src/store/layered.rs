@@ -1,0 +1,99 @@
+//! A store read through two layers: what a build uploaded, falling back to the repository it
+//! builds on, so objects the repository already has need not be uploaded again.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{ByteStream, ObjectReader, ObjectStore, StoreError};
+
+/// Reads from `top`, then `bottom`; writes go to `top` only.
+#[derive(Debug, Clone)]
+pub struct Layered {
+    top: Arc<dyn ObjectStore>,
+    bottom: Arc<dyn ObjectStore>,
+}
+
+impl Layered {
+    pub fn new(top: Arc<dyn ObjectStore>, bottom: Arc<dyn ObjectStore>) -> Self {
+        Self { top, bottom }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Layered {
+    async fn get(&self, key: &str) -> Result<ObjectReader, StoreError> {
+        match self.top.get(key).await {
+            Err(StoreError::NotFound(_)) => self.bottom.get(key).await,
+            other => other,
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self.top.head(key).await? {
+            Some(size) => Ok(Some(size)),
+            None => self.bottom.head(key).await,
+        }
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.top.put(key, data).await
+    }
+
+    async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64, StoreError> {
+        self.top.put_stream(key, data).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        if self.bottom.head(key).await?.is_some() {
+            return Ok(false);
+        }
+        self.top.put_if_absent(key, data).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.top.copy(from, to).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.top.delete(key).await
+    }
+
+    /// The top layer's file if it exists, else the bottom's (a stat, no read).
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        match self.top.local_path(key) {
+            Some(path) if path.exists() => Some(path),
+            _ => self.bottom.local_path(key),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = self.top.list(prefix).await?;
+        keys.extend(self.bottom.list(prefix).await?);
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{read_limited, LocalStore};
+
+    #[tokio::test]
+    async fn reads_fall_through_and_writes_stay_on_top() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let top: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(a.path()).unwrap());
+        let bottom: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(b.path()).unwrap());
+        bottom.put("objects/aa/x", Bytes::from_static(b"repo")).await.unwrap();
+        let layered = Layered::new(top.clone(), bottom.clone());
+        assert_eq!(read_limited(&layered, "objects/aa/x", 10).await.unwrap(), b"repo");
+        assert!(!layered.put_if_absent("objects/aa/x", Bytes::from_static(b"dup")).await.unwrap());
+        layered.put("objects/bb/y", Bytes::from_static(b"new")).await.unwrap();
+        assert_eq!(top.head("objects/bb/y").await.unwrap(), Some(3));
+        assert_eq!(bottom.head("objects/bb/y").await.unwrap(), None);
+        assert_eq!(layered.list("objects/").await.unwrap(), ["objects/aa/x", "objects/bb/y"]);
+    }
+}
