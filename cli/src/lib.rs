@@ -1,1 +1,4 @@
+//! flatbucket's user binaries as a library: the binaries in `src/bin/` are thin mains over these
+//! modules.
+
 pub mod client;

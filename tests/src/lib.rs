@@ -3,4 +3,6 @@
 
 pub mod fixture;
 pub mod mirror;
+pub mod router;
+pub mod synthetic;
 pub mod tools;

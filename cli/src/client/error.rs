@@ -10,7 +10,7 @@ use super::wire::{ApiErrorBody, Check};
 pub enum ClientError {
     /// The server answered with an error status.
     #[error("{url} answered HTTP {status}: {}", details.message)]
-    Api { url: String, status: u16, details: ApiErrorBody },
+    Api { url: String, status: u16, details: Box<ApiErrorBody> },
     /// The request never got an answer: connection refused or reset, timeout, broken body.
     #[error("request to {url} failed: {source}")]
     Transport {
@@ -82,7 +82,7 @@ mod tests {
     use super::*;
 
     fn api(status: u16) -> ClientError {
-        ClientError::Api { url: "http://h/x".into(), status, details: ApiErrorBody::default() }
+        ClientError::Api { url: "http://h/x".into(), status, details: Box::default() }
     }
 
     #[test]
@@ -103,8 +103,10 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connections_are_retryable() {
-        // Port 9 on loopback (discard) is closed here; connecting fails at once.
-        let error = reqwest::get("http://127.0.0.1:9/").await.unwrap_err();
-        assert!(ClientError::transport("http://127.0.0.1:9/", error).is_retryable());
+        // A port that was just free: nothing listens there, so connecting fails at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/");
+        let error = reqwest::get(&url).await.unwrap_err();
+        assert!(ClientError::transport(&url, error).is_retryable());
     }
 }

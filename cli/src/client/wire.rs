@@ -196,12 +196,16 @@ mod tests {
         assert_eq!(parsed.current_state.as_deref(), Some("uploading"));
         assert_eq!(parsed.status, Some(400));
         let wrapped = ApiErrorBody::from_body("Json deserialize error");
-        assert_eq!(serde_json::to_value(wrapped).unwrap(), json!({"message": "Non-json error from server: Json deserialize error"}));
+        assert_eq!(
+            serde_json::to_value(wrapped).unwrap(),
+            json!({"message": "Non-json error from server: Json deserialize error"})
+        );
     }
 
     #[test]
     fn job_results_keep_unknown_keys() {
-        let results: JobResults = serde_json::from_str(r#"{"refs":{"app/a/x/s":"abc"},"update-repo-job":5,"x":1}"#).unwrap();
+        let results: JobResults =
+            serde_json::from_str(r#"{"refs":{"app/a/x/s":"abc"},"update-repo-job":5,"x":1}"#).unwrap();
         assert_eq!(results.update_repo_job, Some(5));
         assert_eq!(results.other["x"], json!(1));
         let back = serde_json::to_value(&results).unwrap();

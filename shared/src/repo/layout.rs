@@ -23,6 +23,21 @@ pub fn ref_file(commit: &super::Checksum) -> String {
     format!("{commit}\n")
 }
 
+/// The `Cache-Control` a file of a published repository should be served with: content-addressed
+/// files are immutable, pointers (`summary.idx`, `summary`, refs, delta indexes) short-lived.
+pub fn cache_control(key: &str) -> &'static str {
+    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    match key {
+        "summary.idx" | "summary.idx.sig" | "summary" | "summary.sig" => "public, max-age=30, stale-if-error=86400",
+        "config" => "public, max-age=300",
+        _ if key.starts_with("objects/") && key.ends_with(".commitmeta") => "public, max-age=3600",
+        _ if key.starts_with("objects/") || key.starts_with("deltas/") || key.starts_with("summaries/") => IMMUTABLE,
+        _ if key.starts_with("delta-indexes/") => "public, max-age=300",
+        _ if key.starts_with("refs/") => "public, max-age=60",
+        _ => "public, max-age=3600",
+    }
+}
+
 /// Makes `path` an archive-z2 repository that ostree's tools accept, keeping an existing `config`.
 pub fn init_local_repo(path: &Path, collection_id: Option<&str>) -> io::Result<()> {
     for dir in LOCAL_DIRS {
@@ -37,6 +52,15 @@ pub fn init_local_repo(path: &Path, collection_id: Option<&str>) -> io::Result<(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn caches_content_addressed_files_forever_and_pointers_briefly() {
+        assert!(super::cache_control("objects/ab/cd.filez").contains("immutable"));
+        assert!(super::cache_control("summaries/abc.gz").contains("immutable"));
+        assert!(!super::cache_control("objects/ab/cd.commitmeta").contains("immutable"));
+        assert!(!super::cache_control("summary.idx").contains("immutable"));
+        assert!(!super::cache_control("delta-indexes/H2/x.index").contains("immutable"));
+    }
+
     #[test]
     fn matches_what_the_debian_tools_write() {
         assert_eq!(super::repo_config(None), "[core]\nrepo_version=1\nmode=archive-z2\nindexed-deltas=true\n");

@@ -32,9 +32,9 @@ pub async fn copy_objects(
     let mut copied = 0;
     for kind in [ObjectType::File, ObjectType::DirMeta, ObjectType::DirTree, ObjectType::CommitMeta, ObjectType::Commit]
     {
-        let batch: Vec<&ObjectName> = names.iter().filter(|n| n.kind == kind).collect();
+        let batch: Vec<ObjectName> = names.iter().filter(|n| n.kind == kind).copied().collect();
         copied += stream::iter(batch)
-            .map(|name| copy_object(src, dst, name))
+            .map(|name| async move { copy_object(src, dst, &name).await })
             .buffer_unordered(COPY_CONCURRENCY)
             .try_fold(0, |n, wrote| async move { Ok(n + usize::from(wrote)) })
             .await?;
@@ -47,8 +47,27 @@ async fn copy_object(src: &dyn ObjectStore, dst: &dyn ObjectStore, name: &Object
     if dst.head(&key).await?.is_some() {
         return Ok(false);
     }
+    if let (Some(from), Some(to)) = (src.local_path(&key), dst.local_path(&key)) {
+        // Objects are immutable, so both directories can share the file.
+        if let Ok(Some(wrote)) = tokio::task::spawn_blocking(move || hard_link(&from, &to)).await {
+            return Ok(wrote);
+        }
+    }
     let data = read_limited(src, &key, u64::MAX - 1).await?;
     dst.put_if_absent(&key, Bytes::from(data)).await
+}
+
+/// Links `from` to `to`: `Some(true)` when linked, `Some(false)` when `to` exists, `None` when
+/// linking is not possible here (another filesystem, `from` missing) and bytes must be copied.
+fn hard_link(from: &std::path::Path, to: &std::path::Path) -> Option<bool> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).ok()?;
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Some(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(false),
+        Err(_) => None,
+    }
 }
 
 /// Writes `config` and makes sure the repository layout ostree expects exists.

@@ -150,7 +150,7 @@ impl SqliteState {
         .map_err(|e| StateError::Backend(format!("state store task failed: {e}")))?
     }
 
-    /// Runs `f` without a transaction: for reads that are a single statement.
+    /// Runs `f` without a transaction: for reads whose statements need no common snapshot.
     async fn read<T, F>(&self, f: F) -> Result<T, StateError>
     where
         T: Send + 'static,

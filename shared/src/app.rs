@@ -1,0 +1,137 @@
+//! The application state every handler and job runs against: configuration, keys, the state
+//! store, the staging store, the repositories and the job queue. Backends are chosen here from the
+//! configuration; nothing else knows which ones run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{Config, DatabaseUrl, RepoConfig};
+use crate::jobs::queue::{JobQueue, LocalQueue, QueueReceiver};
+use crate::repo::layout::init_local_repo;
+use crate::repo::summary::SummarySettings;
+use crate::state::{SqliteState, StateStore};
+use crate::store::{Layered, LocalStore, ObjectStore, Prefixed};
+
+/// One published repository.
+#[derive(Debug)]
+pub struct Repo {
+    pub name: String,
+    pub config: RepoConfig,
+    pub store: Arc<dyn ObjectStore>,
+    pub settings: SummarySettings,
+}
+
+/// Shared by the router and the worker; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub state: Arc<dyn StateStore>,
+    /// Build repositories: `<id>/…` (committed) and `<id>/upload/…` (raw uploads).
+    pub staging: Arc<dyn ObjectStore>,
+    pub repos: Arc<BTreeMap<String, Repo>>,
+    pub queue: Arc<dyn JobQueue>,
+    keys: Arc<Keys>,
+}
+
+#[derive(Debug)]
+struct Keys {
+    secret: Vec<u8>,
+    repo_secret: Vec<u8>,
+}
+
+impl AppState {
+    /// The embedded default: directories for repositories and builds, SQLite for state, an
+    /// in-process queue whose receiving end the caller hands to the worker.
+    pub fn embedded(config: Config) -> anyhow::Result<(Self, QueueReceiver)> {
+        let DatabaseUrl::Sqlite(db_path) = config.database().map_err(anyhow::Error::msg)?;
+        if let Some(parent) = db_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let state: Arc<dyn StateStore> = Arc::new(SqliteState::open(&db_path)?);
+        let staging: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&config.build_repo_base)?);
+        let mut repos = BTreeMap::new();
+        for (name, repo) in &config.repos {
+            init_local_repo(&repo.path, repo.collection_id.as_deref())?;
+            let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&repo.path)?);
+            repos.insert(name.clone(), Repo::new(name, repo.clone(), store));
+        }
+        let (queue, receiver) = LocalQueue::new();
+        Ok((Self::new(config, state, staging, repos, Arc::new(queue))?, receiver))
+    }
+
+    /// Assembles the state from backends built elsewhere.
+    pub fn new(
+        config: Config,
+        state: Arc<dyn StateStore>,
+        staging: Arc<dyn ObjectStore>,
+        repos: BTreeMap<String, Repo>,
+        queue: Arc<dyn JobQueue>,
+    ) -> anyhow::Result<Self> {
+        let secret = config.secret_key().map_err(anyhow::Error::msg)?;
+        let repo_secret = config.repo_secret_key().map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            config: Arc::new(config),
+            state,
+            staging,
+            repos: Arc::new(repos),
+            queue,
+            keys: Arc::new(Keys { secret, repo_secret }),
+        })
+    }
+
+    pub fn secret(&self) -> &[u8] {
+        &self.keys.secret
+    }
+
+    pub fn repo_secret(&self) -> &[u8] {
+        &self.keys.repo_secret
+    }
+
+    pub fn token_prefix(&self) -> Option<&str> {
+        self.config.token_prefix.as_deref()
+    }
+
+    pub fn repo(&self, name: &str) -> Option<&Repo> {
+        self.repos.get(name)
+    }
+
+    /// Where a build's raw uploads go.
+    pub fn upload_store(&self, build: i64) -> Arc<dyn ObjectStore> {
+        Arc::new(Prefixed::new(self.staging.clone(), &format!("{build}/upload")).expect("numeric prefix is valid"))
+    }
+
+    /// A build's committed repository.
+    pub fn build_store(&self, build: i64) -> Arc<dyn ObjectStore> {
+        Arc::new(Prefixed::new(self.staging.clone(), &build.to_string()).expect("numeric prefix is valid"))
+    }
+
+    /// Removes everything a build stored: its uploads and its committed repository.
+    pub async fn delete_build_files(&self, build: i64) -> Result<(), crate::store::StoreError> {
+        let store = self.build_store(build);
+        for key in store.list("").await? {
+            store.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// A build's uploads with the target repository beneath: what the commit job verifies.
+    pub fn upload_view(&self, build: i64, repo: &Repo) -> Arc<dyn ObjectStore> {
+        Arc::new(Layered::new(self.upload_store(build), repo.store.clone()))
+    }
+
+    /// A build's repository with the target repository beneath: what `/build-repo/<id>` serves.
+    pub fn build_view(&self, build: i64, repo: &Repo) -> Arc<dyn ObjectStore> {
+        Arc::new(Layered::new(self.build_store(build), repo.store.clone()))
+    }
+}
+
+impl Repo {
+    pub fn new(name: &str, config: RepoConfig, store: Arc<dyn ObjectStore>) -> Self {
+        let settings = SummarySettings {
+            collection_id: config.collection_id.clone(),
+            deploy_collection_id: config.deploy_collection_id,
+            ..SummarySettings::default()
+        };
+        Self { name: name.to_owned(), config, store, settings }
+    }
+}

@@ -1,0 +1,142 @@
+//! The commit job: verify every uploaded ref's full closure (objects the repository already has
+//! may be left out of the upload), rewrite each commit for its ref, and write the build's own
+//! repository with refs and summaries so `/build-repo/<id>` is installable. Then the build is
+//! `ready`; on any bad object it fails with a reason naming the objects.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::{now, verify_concurrency, JobContext};
+use crate::app::Repo;
+use crate::domain::build::{Build, RepoState};
+use crate::domain::job::CommitContents;
+use crate::repo::local::list_refs;
+use crate::repo::publish::{build_summaries, copy_objects, write_config, write_refs, write_summaries};
+use crate::repo::record::RefRecord;
+use crate::repo::refs::{FlatpakRef, RefKind};
+use crate::repo::rewrite::{rewrite_commit, RewriteOptions};
+use crate::repo::summary::SummarySettings;
+use crate::repo::verify::{verify_commit, Verified};
+use crate::repo::{Checksum, ObjectName, ObjectType};
+
+/// Problems named in a failure reason; the log has all of them.
+const REASON_PROBLEMS: usize = 10;
+
+pub async fn run(ctx: &JobContext<'_>, contents: CommitContents) -> anyhow::Result<Value> {
+    let app = ctx.app;
+    let build = app.state.get_build(contents.build).await?;
+    if build.repo_state == RepoState::Ready {
+        // A previous run finished the work and crashed before recording the job's end.
+        return Ok(json!({ "refs": list_refs(&*app.build_store(build.id)).await? }));
+    }
+    let repo = app.repo(&build.repo).with_context(|| format!("repo {} is not configured", build.repo))?;
+    let refs = app.state.list_build_refs(build.id).await?;
+    if refs.is_empty() {
+        bail!("No refs in build");
+    }
+    let rebase = eol_rebase(&refs, contents.endoflife_rebase.as_deref());
+    let mut records = Vec::new();
+    for build_ref in &refs {
+        ctx.log(format!("Committing ref {} ({})", build_ref.ref_name, build_ref.commit)).await;
+        let source = Checksum::from_hex(&build_ref.commit)?;
+        let options = RewriteOptions {
+            ref_name: build_ref.ref_name.clone(),
+            timestamp: now(),
+            collection_id: repo.config.collection_id.as_ref().map(|id| format!("{id}.Build{}", build.id)),
+            end_of_life: contents.endoflife.clone(),
+            end_of_life_rebase: rebase.clone(),
+            token_type: contents.token_type,
+            ..Default::default()
+        };
+        records.push(commit_ref(ctx, &build, repo, source, options).await?);
+    }
+    write_build_repo(ctx, &build, &records).await?;
+    app.state.set_repo_state(build.id, &[RepoState::Committing], RepoState::Ready, None).await?;
+    delete_uploads(ctx, build.id).await;
+    let refs: BTreeMap<&str, String> = records.iter().map(|r| (r.name.as_str(), r.commit.to_hex())).collect();
+    Ok(json!({ "refs": refs }))
+}
+
+/// `(old id, new id)` for `--end-of-life-rebase`: the old id is the build's first app ref's.
+fn eol_rebase(refs: &[crate::domain::build::BuildRef], new_id: Option<&str>) -> Option<(String, String)> {
+    let new_id = new_id?;
+    let app = refs.iter().filter_map(|r| r.ref_name.parse::<FlatpakRef>().ok()).find(|r| r.kind == RefKind::App)?;
+    Some((app.id, new_id.to_owned()))
+}
+
+/// Verifies one uploaded commit, rewrites it and stores it and its new objects in the build repo.
+async fn commit_ref(
+    ctx: &JobContext<'_>,
+    build: &Build,
+    repo: &Repo,
+    source: Checksum,
+    mut options: RewriteOptions,
+) -> anyhow::Result<RefRecord> {
+    let app = ctx.app;
+    let verified = verify_commit(app.upload_view(build.id, repo), source, verify_concurrency()).await?;
+    report_problems(ctx, &verified).await?;
+    ctx.log(format!(
+        "Verified {} objects, {} bytes of content",
+        verified.closure.files.len() + verified.closure.metadata.len(),
+        verified.content_bytes
+    ))
+    .await;
+    options.sizes = Some(verified.sizes);
+    let commit = rewrite_commit(verified.closure.commit.as_ref().context("verified commit")?, source, &options)?;
+    let build_store = app.build_store(build.id);
+    let mut new_objects = Vec::new();
+    for name in verified.closure.object_names().filter(|n| n.kind != ObjectType::Commit) {
+        if repo.store.head(&name.key()).await?.is_none() {
+            new_objects.push(name);
+        }
+    }
+    copy_objects(&*app.upload_store(build.id), &*build_store, &new_objects).await?;
+    let bytes = commit.to_bytes();
+    let checksum = Checksum::of(&bytes);
+    build_store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
+    ctx.log(format!("Committed {} as {checksum}", options.ref_name)).await;
+    Ok(RefRecord::from_commit(&options.ref_name, checksum, &commit, bytes.len() as u64, None)?)
+}
+
+/// Logs every problem and fails with a reason naming the first ones.
+async fn report_problems(ctx: &JobContext<'_>, verified: &Verified) -> anyhow::Result<()> {
+    let problems = verified.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for problem in problems {
+        ctx.log(format!("Invalid object {problem}")).await;
+    }
+    let named: Vec<String> = problems.iter().take(REASON_PROBLEMS).map(ToString::to_string).collect();
+    let more = problems.len().saturating_sub(REASON_PROBLEMS);
+    let suffix = if more > 0 { format!(" and {more} more") } else { String::new() };
+    bail!("{} invalid or missing objects: {}{suffix}", problems.len(), named.join("; "))
+}
+
+/// Config, refs and summaries of the build's repository, so clients can install from it.
+async fn write_build_repo(ctx: &JobContext<'_>, build: &Build, records: &[RefRecord]) -> anyhow::Result<()> {
+    let store = ctx.app.build_store(build.id);
+    write_config(&*store, None).await?;
+    write_refs(&*store, records).await?;
+    let files = build_summaries(&*store, records, &SummarySettings::default(), &[], now()).await?;
+    write_summaries(&*store, &files).await?;
+    Ok(())
+}
+
+/// The raw uploads are no longer needed once the build repository is written.
+async fn delete_uploads(ctx: &JobContext<'_>, build: i64) {
+    let store = ctx.app.upload_store(build);
+    let result: Result<(), crate::store::StoreError> = async {
+        for key in store.list("").await? {
+            store.delete(&key).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        ctx.log(format!("Could not remove the uploads: {e}")).await;
+    }
+}

@@ -1,0 +1,103 @@
+//! The publish job: under the repository's publish lease, re-commit each app and runtime ref of
+//! a ready build on top of the repository's current head, copy the objects the repository lacks
+//! (hard links on one filesystem), then write commits, ref records, refs and summaries in
+//! reader-safe order. Cost: O(new objects) + O(refs); commits of other builds never wait for it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::{now, JobContext};
+use crate::app::Repo;
+use crate::domain::build::{Build, PublishedState};
+use crate::domain::job::PublishContents;
+use crate::repo::local::{list_refs, read_commit};
+use crate::repo::publish::{build_summaries, copy_objects, write_refs, write_summaries};
+use crate::repo::record::RefRecord;
+use crate::repo::refs::FlatpakRef;
+use crate::repo::rewrite::{rewrite_commit, RewriteOptions};
+use crate::repo::walk::walk_closure;
+use crate::repo::{Checksum, ObjectName, ObjectType};
+
+/// How long a publish may hold its repository before another worker may take over.
+const LEASE_SECS: u64 = 3600;
+/// How often a waiting publish retries the lease.
+const LEASE_POLL: Duration = Duration::from_millis(25);
+
+pub async fn run(ctx: &JobContext<'_>, contents: PublishContents) -> anyhow::Result<Value> {
+    let app = ctx.app;
+    let build = app.state.get_build(contents.build).await?;
+    let repo = app.repo(&build.repo).with_context(|| format!("repo {} is not configured", build.repo))?;
+    let lease = format!("publish/{}", repo.name);
+    let holder = format!("job/{}", ctx.job.id);
+    while !app.state.acquire_lease(&lease, &holder, LEASE_SECS).await? {
+        tokio::time::sleep(LEASE_POLL).await;
+    }
+    let result = publish_under_lease(ctx, &build, repo).await;
+    if let Err(e) = app.state.release_lease(&lease, &holder).await {
+        tracing::warn!(error = %e, %lease, "could not release the publish lease; it expires by itself");
+    }
+    result
+}
+
+async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -> anyhow::Result<Value> {
+    let app = ctx.app;
+    let current: BTreeMap<String, RefRecord> =
+        app.state.repo_refs(&repo.name).await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+    let mut published = Vec::new();
+    for (name, commit) in list_refs(&*app.build_store(build.id)).await? {
+        if name.parse::<FlatpakRef>().is_err() {
+            continue; // flat-manager imports app and runtime refs only
+        }
+        ctx.log(format!("Publishing {name}")).await;
+        published.push(publish_ref(ctx, build, repo, &name, commit, current.get(&name)).await?);
+    }
+    app.state.put_repo_refs(&repo.name, &published).await?;
+    write_refs(&*repo.store, &published).await?;
+    let records = app.state.repo_refs(&repo.name).await?;
+    let files = build_summaries(&*repo.store, &records, &repo.settings, &[], now()).await?;
+    write_summaries(&*repo.store, &files).await?;
+    ctx.log(format!("Updated summary for {} refs", records.len())).await;
+    app.state.set_published_state(build.id, &[PublishedState::Publishing], PublishedState::Published, None).await?;
+    if let Err(e) = app.delete_build_files(build.id).await {
+        ctx.log(format!("Could not remove the build files: {e}")).await;
+    }
+    let refs: BTreeMap<&str, String> = published.iter().map(|r| (r.name.as_str(), r.commit.to_hex())).collect();
+    Ok(json!({ "refs": refs }))
+}
+
+/// Re-commits one ref of the build on top of the repository's head and copies what is new.
+async fn publish_ref(
+    ctx: &JobContext<'_>,
+    build: &Build,
+    repo: &Repo,
+    name: &str,
+    built: Checksum,
+    head: Option<&RefRecord>,
+) -> anyhow::Result<RefRecord> {
+    let view = ctx.app.build_view(build.id, repo);
+    let (source, _) = read_commit(&*view, built).await?;
+    let collection = repo.config.collection_id.as_deref();
+    let options = RewriteOptions {
+        ref_name: name.to_owned(),
+        parent: head.map(|h| h.commit),
+        timestamp: now().max(head.map_or(0, |h| h.timestamp)),
+        collection_id: collection.map(str::to_owned),
+        extra_collection_ids: collection
+            .map_or(Vec::new(), |c| build.extra_ids.iter().map(|e| format!("{c}.{e}")).collect()),
+        ..Default::default()
+    };
+    let commit = rewrite_commit(&source, built, &options)?;
+    let closure = walk_closure(&*view, built).await?;
+    anyhow::ensure!(closure.problems.is_empty(), "build repository is damaged: {:?}", closure.problems);
+    let names: Vec<ObjectName> = closure.object_names().filter(|n| n.kind != ObjectType::Commit).collect();
+    let copied = copy_objects(&*view, &*repo.store, &names).await?;
+    let bytes = commit.to_bytes();
+    let checksum = Checksum::of(&bytes);
+    repo.store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
+    ctx.log(format!("Published {name} as {checksum} ({copied} new objects)")).await;
+    Ok(RefRecord::from_commit(name, checksum, &commit, bytes.len() as u64, None)?)
+}

@@ -1,0 +1,106 @@
+//! The worker: runs each queued job on its own task, so commits of different builds verify in
+//! parallel while publishes serialise per repository through the publish lease. At start-up it
+//! recovers the jobs a previous process left queued or half-done.
+
+use serde_json::{json, Value};
+
+use super::queue::QueueReceiver;
+use super::{commit, publish, JobContext};
+use crate::app::AppState;
+use crate::domain::build::{PublishedState, RepoState};
+use crate::domain::job::{Job, JobKind, JobStatus};
+
+/// Runs jobs for one process.
+pub struct Worker {
+    app: AppState,
+    receiver: QueueReceiver,
+}
+
+impl Worker {
+    pub fn new(app: AppState, receiver: QueueReceiver) -> Self {
+        Self { app, receiver }
+    }
+
+    /// Recovers unfinished jobs, then runs every job it is handed until the queue closes.
+    pub async fn run(mut self) {
+        if let Err(e) = self.recover().await {
+            tracing::error!(error = %e, "could not recover unfinished jobs");
+        }
+        while let Some(id) = self.receiver.recv().await {
+            let app = self.app.clone();
+            tokio::spawn(async move { run_job(&app, id).await });
+        }
+    }
+
+    /// Puts jobs that were running when the last process stopped back in the queue (every job is
+    /// idempotent) and runs everything queued.
+    async fn recover(&self) -> anyhow::Result<()> {
+        for job in self.app.state.unfinished_jobs().await? {
+            if job.status == JobStatus::Started {
+                self.app.state.requeue_job(job.id).await?;
+                tracing::info!(job_id = job.id, kind = job.kind.as_str(), "resuming a job interrupted by a restart");
+            }
+            let app = self.app.clone();
+            tokio::spawn(async move { run_job(&app, job.id).await });
+        }
+        Ok(())
+    }
+}
+
+/// Claims and runs one job, recording its end and, on failure, the build's.
+pub async fn run_job(app: &AppState, id: i64) {
+    let job = match app.state.claim_job(id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
+        Err(e) => return tracing::error!(job_id = id, error = %e, "could not claim job"),
+    };
+    let ctx = JobContext { app, job: &job };
+    let span = tracing::info_span!("job", job_id = id, kind = job.kind.as_str());
+    let _enter = span.enter();
+    drop(_enter);
+    let outcome = dispatch(&ctx).await;
+    let (status, results) = match outcome {
+        Ok(results) => {
+            ctx.log("Job completed successfully").await;
+            (JobStatus::Ended, results)
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            ctx.log(format!("Job failed: {message}")).await;
+            fail_build(app, &job, &message).await;
+            (JobStatus::Broken, json!({ "error-message": message }))
+        }
+    };
+    if let Err(e) = app.state.finish_job(id, status, &results.to_string()).await {
+        tracing::error!(job_id = id, error = %e, "could not record the end of the job");
+    }
+}
+
+async fn dispatch(ctx: &JobContext<'_>) -> anyhow::Result<Value> {
+    match ctx.job.kind {
+        JobKind::Commit => commit::run(ctx, serde_json::from_str(&ctx.job.contents)?).await,
+        JobKind::Publish => publish::run(ctx, serde_json::from_str(&ctx.job.contents)?).await,
+        other => anyhow::bail!("{} jobs are not run by this server", other.as_str()),
+    }
+}
+
+/// A failed commit fails the build; a failed publish fails its publication.
+async fn fail_build(app: &AppState, job: &Job, reason: &str) {
+    let Some(build) = serde_json::from_str::<Value>(&job.contents).ok().and_then(|c| c["build"].as_i64()) else {
+        return;
+    };
+    let result = match job.kind {
+        JobKind::Commit => {
+            app.state.set_repo_state(build, &[RepoState::Committing], RepoState::Failed, Some(reason)).await.map(drop)
+        }
+        JobKind::Publish => app
+            .state
+            .set_published_state(build, &[PublishedState::Publishing], PublishedState::Failed, Some(reason))
+            .await
+            .map(drop),
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(build_id = build, error = %e, "could not record the build's failure");
+    }
+}
