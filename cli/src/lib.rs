@@ -2,3 +2,4 @@
 //! modules.
 
 pub mod client;
+pub mod server;

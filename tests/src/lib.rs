@@ -2,6 +2,7 @@
 //! `flatpak` and `ostree` tools in isolation and building Flatpak fixtures.
 
 pub mod fixture;
+pub mod flat_manager;
 pub mod mirror;
 pub mod router;
 pub mod synthetic;

@@ -100,28 +100,17 @@ fn restrict_to_owner(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("failed to set the mode of {}", dir.display()))
 }
 
-/// A directory served over plain HTTP on 127.0.0.1 by Python's `http.server`,
-/// stopped when dropped.
-pub struct HttpServer {
+/// A server child process listening on a loopback port, killed when dropped.
+pub struct ServerProcess {
     child: Child,
     port: u16,
 }
 
-impl HttpServer {
-    /// Starts serving `dir` on a free loopback port and waits until the port
-    /// accepts connections.
-    pub fn serve(dir: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let child = Command::new(python())
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .arg("--directory")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("failed to start python3 -m http.server")?;
+impl ServerProcess {
+    /// Spawns `cmd` (which must listen on `port`) and waits until the port accepts connections.
+    pub fn spawn(cmd: &mut Command, port: u16) -> anyhow::Result<Self> {
+        let line = command_line(cmd);
+        let child = cmd.stdin(Stdio::null()).spawn().with_context(|| format!("failed to start `{line}`"))?;
         let mut server = Self { child, port };
         server.wait_until_listening()?;
         Ok(server)
@@ -132,6 +121,22 @@ impl HttpServer {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The child's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        // The server may already be gone; nothing useful can be done then.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Polls the port until it accepts a connection, the server exits, or
     /// [`SERVER_START_TIMEOUT`] passes.
     fn wait_until_listening(&mut self) -> anyhow::Result<()> {
@@ -139,30 +144,47 @@ impl HttpServer {
         let deadline = Instant::now() + SERVER_START_TIMEOUT;
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Some(status) = self.child.try_wait().context("failed to poll the server")? {
-                bail!("the HTTP server on port {} exited early with {status}", self.port);
+                bail!("the server on port {} exited early with {status}", self.port);
             }
             ensure!(
                 Instant::now() < deadline,
-                "the HTTP server on port {} did not start within {SERVER_START_TIMEOUT:?}",
+                "the server on port {} did not start within {SERVER_START_TIMEOUT:?}",
                 self.port
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
     }
 }
 
-impl Drop for HttpServer {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
-        // The server may already be gone; nothing useful can be done then.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+    }
+}
+
+/// A directory served over plain HTTP on 127.0.0.1 by Python's `http.server`.
+pub struct HttpServer(ServerProcess);
+
+impl HttpServer {
+    /// Starts serving `dir` on a free loopback port.
+    pub fn serve(dir: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut cmd = Command::new(python());
+        cmd.args(["-m", "http.server", "--bind", "127.0.0.1"]).arg(port.to_string()).arg("--directory").arg(dir);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        Ok(Self(ServerProcess::spawn(&mut cmd, port)?))
+    }
+
+    /// The server's base URL, ending in `/`.
+    pub fn url(&self) -> String {
+        self.0.url()
     }
 }
 
 /// A loopback port that was free a moment ago, found by letting the kernel
 /// pick one for a listener that is then closed.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to bind a loopback port")?;
     Ok(listener.local_addr().context("failed to read the bound port")?.port())
 }
