@@ -43,6 +43,12 @@ pub struct Fixture {
 ///
 /// The repo has no summary yet: call [`update_summary`] before serving it.
 pub fn build_repo(version: u32) -> anyhow::Result<Fixture> {
+    build_repo_with_payload(version, 0)
+}
+
+/// Like [`build_repo`], with `payload` extra bytes of incompressible data in the app, in 1 MiB
+/// files, so its commit and publish take measurable time.
+pub fn build_repo_with_payload(version: u32, payload: usize) -> anyhow::Result<Fixture> {
     let dir = tempfile::Builder::new()
         .prefix("flatbucket-fixture-")
         .tempdir()
@@ -50,7 +56,7 @@ pub fn build_repo(version: u32) -> anyhow::Result<Fixture> {
     let repo = dir.path().join("repo");
     // `flatpak build-export` creates the repo, in archive-z2 mode, if missing.
     export_runtime(&repo, dir.path()).context("failed to export the fixture runtime")?;
-    export_app_version(&repo, dir.path(), version)?;
+    export_app(&repo, dir.path(), version, payload)?;
     Ok(Fixture { dir, repo })
 }
 
@@ -59,8 +65,13 @@ pub fn build_repo(version: u32) -> anyhow::Result<Fixture> {
 /// Between versions, `bin/hello.sh` prints the new number and
 /// `share/org.example.App/version.txt` holds it; the other files stay the same.
 pub fn export_app_version(repo: &Path, work: &Path, version: u32) -> anyhow::Result<()> {
+    export_app(repo, work, version, 0)
+}
+
+fn export_app(repo: &Path, work: &Path, version: u32, payload: usize) -> anyhow::Result<()> {
     let build = work.join(format!("app-v{version}"));
     write_app(&build, version)?;
+    write_payload(&build.join("files/share").join(APP_ID).join("payload"), payload)?;
     let iso = Isolated::new()?;
     run(iso.flatpak().args(["build-finish", "--command=hello.sh"]).arg(&build))?;
     run(iso.flatpak().arg("build-export").arg(format!("--arch={ARCH}")).arg(repo).arg(&build).arg(BRANCH))
@@ -136,6 +147,26 @@ fn write_app(build: &Path, version: u32) -> anyhow::Result<()> {
     write_file(&share.join("version.txt"), &format!("{version}\n"), 0o644)?;
     write_file(&share.join("docs/nested/notes.txt"), "A file a few directories down, so trees have depth.\n", 0o644)?;
     symlink("version.txt", &share.join("current"))
+}
+
+/// `payload` bytes of pseudo-random data (xorshift, fixed seed) in files of at most 1 MiB.
+fn write_payload(dir: &Path, payload: usize) -> anyhow::Result<()> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for (i, start) in (0..payload).step_by(1 << 20).enumerate() {
+        let len = (payload - start).min(1 << 20);
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        create_dir(dir)?;
+        std::fs::write(dir.join(format!("blob{i:04}")), bytes)
+            .with_context(|| format!("failed to write payload {i}"))?;
+    }
+    Ok(())
 }
 
 /// The `metadata` keyfile for a runtime or app named `name` on the fixture
