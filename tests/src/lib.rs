@@ -1,6 +1,7 @@
 //! Shared helpers for flatbucket's end-to-end suites: running the real
 //! `flatpak` and `ostree` tools in isolation and building Flatpak fixtures.
 
+pub mod bigapp;
 pub mod fixture;
 pub mod flat_manager;
 pub mod mirror;

@@ -177,3 +177,51 @@ async fn private_builds_need_a_download_token_and_paths_cannot_escape() {
     assert_eq!(api.call(Method::GET, "/repo/nope/config", None, None).await.message(), "No such repo");
     assert_eq!(api.call(Method::GET, "/build-repo/999/config", None, None).await.status, StatusCode::NOT_FOUND);
 }
+
+/// Commits and publishes `app(version)` as a new build; returns the build id.
+async fn publish_version(api: &TestApi, token: &str, version: &str) -> i64 {
+    let id = api.uploaded_build(token, APP_REF, &app(version)).await;
+    let commit = post(api, token, &format!("/api/v1/build/{id}/commit")).await["id"].as_i64().unwrap();
+    assert_eq!(api.wait_job(commit).await.status, JobStatus::Ended);
+    let publish = post(api, token, &format!("/api/v1/build/{id}/publish")).await["id"].as_i64().unwrap();
+    assert_eq!(api.wait_job(publish).await.status, JobStatus::Ended);
+    id
+}
+
+#[tokio::test]
+async fn prune_keeps_three_commits_per_ref_and_what_unpublished_builds_need() {
+    let api = TestApi::start().await;
+    let token = api.admin();
+    let repo = api.app.repo("stable").unwrap().store.clone();
+    publish_version(&api, &token, "1").await;
+    let first = api.app.state.repo_refs("stable").await.unwrap()[0].commit;
+    let (first_commit, _) = flatbucket::repo::local::read_commit(&*repo, first).await.unwrap();
+    for version in ["2", "3", "4"] {
+        publish_version(&api, &token, version).await;
+    }
+    // A committed build with version 1's content: its tree lives only in the repository.
+    let pending = api.uploaded_build(&token, APP_REF, &app("1")).await;
+    let commit = post(&api, &token, &format!("/api/v1/build/{pending}/commit")).await["id"].as_i64().unwrap();
+    assert_eq!(api.wait_job(commit).await.status, JobStatus::Ended);
+
+    let manager = api.token(&Claims { sub: String::new(), scope: vec![Scope::Tokenmanagement], ..admin_claims() });
+    let builder_refused = api.call(Method::POST, "/api/v1/prune", Some(&token), Some(json!({"repo": "stable"}))).await;
+    assert_eq!(builder_refused.status, StatusCode::FORBIDDEN);
+    let job = api.call(Method::POST, "/api/v1/prune", Some(&manager), Some(json!({"repo": "stable"}))).await.json();
+    let job = api.wait_job(job["id"].as_i64().unwrap()).await;
+    assert_eq!(job.status, JobStatus::Ended, "{}", job.log);
+    let results: Value = serde_json::from_str(job.results.as_deref().unwrap()).unwrap();
+    assert!(results["deleted-objects"].as_u64().unwrap() >= 1, "{results}");
+
+    let key = |checksum, kind| ObjectName::new(checksum, kind).key();
+    assert_eq!(repo.head(&key(first, ObjectType::Commit)).await.unwrap(), None, "the fourth-newest commit is pruned");
+    assert!(
+        repo.head(&key(first_commit.root_tree, ObjectType::DirTree)).await.unwrap().is_some(),
+        "the pending build needs it"
+    );
+    let head = api.app.state.repo_refs("stable").await.unwrap()[0].commit;
+    assert!(flatbucket::repo::walk::walk_closure(&*repo, head).await.unwrap().problems.is_empty());
+    let publish = post(&api, &token, &format!("/api/v1/build/{pending}/publish")).await["id"].as_i64().unwrap();
+    let job = api.wait_job(publish).await;
+    assert_eq!(job.status, JobStatus::Ended, "{}", job.log);
+}

@@ -13,7 +13,7 @@ use super::builds::authorized_build;
 use super::error::ApiError;
 use super::location::with_location;
 use crate::app::AppState;
-use crate::domain::job::{CommitContents, Job, PublishContents};
+use crate::domain::job::{CommitContents, Job, JobKind, PublishContents};
 use crate::domain::token::Scope;
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +67,29 @@ pub async fn start_publish(
     enqueue(&app, &job).await;
     tracing::info!(build_id = id, job_id = job.id, "queued publish");
     Ok(with_location(&headers, &app, &format!("/api/v1/build/{id}/publish"), Json(job)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PruneRequest {
+    repo: String,
+}
+
+/// `POST /api/v1/prune`: queues a prune of a repository (token management scope).
+pub async fn start_prune(
+    State(app): State<AppState>,
+    token: Token,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Job>, ApiError> {
+    let request: PruneRequest = read_json(&headers, body, JSON_LIMIT).await?;
+    token.require_scope(&[Scope::Tokenmanagement])?;
+    if app.repo(&request.repo).is_none() {
+        return Err(ApiError::bad_request("No such repo"));
+    }
+    let job = app.state.create_job(JobKind::Prune, "{}", Some(&request.repo)).await?;
+    enqueue(&app, &job).await;
+    tracing::info!(repo = %request.repo, job_id = job.id, "queued prune");
+    Ok(Json(job))
 }
 
 /// The queue only wakes the worker: a job it loses is recovered from the state store at start-up.

@@ -36,6 +36,7 @@ pub fn router(app: AppState) -> Router {
         .route("/build/{id}/publish", post(jobs::start_publish).get(jobs::publish_job))
         .route("/build/{id}/purge", post(builds::purge))
         .route("/job/{id}", get(jobs::job))
+        .route("/prune", post(jobs::start_prune))
         .route("/token_subset", post(tokens::subset))
         .route("/tokens/get_list", post(tokens::get_list))
         .route("/tokens/revoke", post(tokens::revoke));

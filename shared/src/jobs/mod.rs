@@ -2,6 +2,8 @@
 //! job interrupted at any point is run again from the start after a restart and converges.
 
 mod commit;
+mod lease;
+mod prune;
 mod publish;
 pub mod queue;
 mod worker;

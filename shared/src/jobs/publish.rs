@@ -3,13 +3,12 @@
 //! (hard links on one filesystem), then write commits, ref records, refs and summaries in
 //! reader-safe order. Cost: O(new objects) + O(refs); commits of other builds never wait for it.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use anyhow::Context;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
+use super::lease::with_publish_lease;
 use super::{now, JobContext};
 use crate::app::Repo;
 use crate::domain::build::{Build, PublishedState};
@@ -22,25 +21,12 @@ use crate::repo::rewrite::{rewrite_commit, RewriteOptions};
 use crate::repo::walk::walk_closure;
 use crate::repo::{Checksum, ObjectName, ObjectType};
 
-/// How long a publish may hold its repository before another worker may take over.
-const LEASE_SECS: u64 = 3600;
-/// How often a waiting publish retries the lease.
-const LEASE_POLL: Duration = Duration::from_millis(25);
-
 pub async fn run(ctx: &JobContext<'_>, contents: PublishContents) -> anyhow::Result<Value> {
     let app = ctx.app;
     let build = app.state.get_build(contents.build).await?;
     let repo = app.repo(&build.repo).with_context(|| format!("repo {} is not configured", build.repo))?;
-    let lease = format!("publish/{}", repo.name);
     let holder = format!("job/{}", ctx.job.id);
-    while !app.state.acquire_lease(&lease, &holder, LEASE_SECS).await? {
-        tokio::time::sleep(LEASE_POLL).await;
-    }
-    let result = publish_under_lease(ctx, &build, repo).await;
-    if let Err(e) = app.state.release_lease(&lease, &holder).await {
-        tracing::warn!(error = %e, %lease, "could not release the publish lease; it expires by itself");
-    }
-    result
+    with_publish_lease(app, &repo.name, &holder, publish_under_lease(ctx, &build, repo)).await
 }
 
 async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -> anyhow::Result<Value> {

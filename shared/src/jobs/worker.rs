@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::queue::QueueReceiver;
-use super::{commit, publish, JobContext};
+use super::{commit, prune, publish, JobContext};
 use crate::app::AppState;
 use crate::domain::build::{PublishedState, RepoState};
 use crate::domain::job::{Job, JobKind, JobStatus};
@@ -80,6 +80,7 @@ async fn dispatch(ctx: &JobContext<'_>) -> anyhow::Result<Value> {
     match ctx.job.kind {
         JobKind::Commit => commit::run(ctx, serde_json::from_str(&ctx.job.contents)?).await,
         JobKind::Publish => publish::run(ctx, serde_json::from_str(&ctx.job.contents)?).await,
+        JobKind::Prune => prune::run(ctx).await,
         other => anyhow::bail!("{} jobs are not run by this server", other.as_str()),
     }
 }

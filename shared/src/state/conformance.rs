@@ -27,6 +27,36 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     tokens_record_use_and_revocation(&*store).await;
     repo_ref_records_are_upserted(&*store).await;
     leases_are_exclusive_until_they_expire(&*store).await;
+    standalone_jobs_are_queued_for_their_repo(&*store).await;
+    unpublished_builds_are_the_committed_ones_not_yet_published(&*store).await;
+}
+
+pub async fn unpublished_builds_are_the_committed_ones_not_yet_published(store: &dyn StateStore) {
+    let repo = "unpublished-repo";
+    let uploading = store.create_build(new_build(repo, None)).await.unwrap();
+    let ready = store.create_build(new_build(repo, None)).await.unwrap();
+    let published = store.create_build(new_build(repo, None)).await.unwrap();
+    let elsewhere = store.create_build(new_build("other-unpublished-repo", None)).await.unwrap();
+    for build in [&ready, &published, &elsewhere] {
+        store.set_repo_state(build.id, &[RepoState::Uploading], RepoState::Ready, None).await.unwrap();
+    }
+    store
+        .set_published_state(published.id, &[PublishedState::Unpublished], PublishedState::Published, None)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = store.unpublished_builds(repo).await.unwrap().iter().map(|b| b.id).collect();
+    assert_eq!(ids, [ready.id]);
+    assert!(!ids.contains(&uploading.id));
+}
+
+pub async fn standalone_jobs_are_queued_for_their_repo(store: &dyn StateStore) {
+    let job = store.create_job(JobKind::Prune, "{}", Some("stable")).await.unwrap();
+    assert_eq!(
+        (job.kind, job.status, job.repo.as_deref(), job.contents.as_str()),
+        (JobKind::Prune, JobStatus::New, Some("stable"), "{}")
+    );
+    assert_eq!(store.get_job(job.id).await.unwrap(), job);
+    assert!(store.unfinished_jobs().await.unwrap().iter().any(|j| j.id == job.id));
 }
 
 fn new_build(repo: &str, app_id: Option<&str>) -> NewBuild {

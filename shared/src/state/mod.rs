@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use sqlite::SqliteState;
 
 use crate::domain::build::{Build, BuildRef, NewBuild, PublishedState, RepoState, WrongState};
-use crate::domain::job::{CommitContents, Job, JobStatus, PublishContents};
+use crate::domain::job::{CommitContents, Job, JobKind, JobStatus, PublishContents};
 use crate::repo::record::RefRecord;
 
 /// What went wrong, by meaning.
@@ -46,6 +46,10 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// Builds that are not purged: those of `app_id`, or with no app id when `None`.
     async fn list_builds(&self, app_id: Option<&str>) -> Result<Vec<Build>, StateError>;
+
+    /// Builds of `repo` whose committed repository may still be published: committed (or being
+    /// committed or checked) and not yet published. Their objects must survive a prune.
+    async fn unpublished_builds(&self, repo: &str) -> Result<Vec<Build>, StateError>;
 
     /// Appends ids not already present; returns the build.
     async fn add_extra_ids(&self, build_id: i64, ids: &[String]) -> Result<Build, StateError>;
@@ -90,6 +94,9 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         to: PublishedState,
         reason: Option<&str>,
     ) -> Result<Build, StateError>;
+
+    /// Queues a job that belongs to no build (prune), returning it.
+    async fn create_job(&self, kind: JobKind, contents: &str, repo: Option<&str>) -> Result<Job, StateError>;
 
     async fn get_job(&self, id: i64) -> Result<Job, StateError>;
 

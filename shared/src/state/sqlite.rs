@@ -406,6 +406,28 @@ impl StateStore for SqliteState {
         .await
     }
 
+    async fn unpublished_builds(&self, repo: &str) -> Result<Vec<Build>, StateError> {
+        let repo = repo.to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {BUILD_COLUMNS} FROM builds WHERE repo = ?1 AND repo_state IN (?2, ?3, ?4) \
+                 AND published_state IN (?5, ?6) ORDER BY id"
+            );
+            let mut stmt = conn.prepare_cached(&sql).context("listing unpublished builds")?;
+            let states = params![
+                repo,
+                RepoState::Committing as i64,
+                RepoState::Ready as i64,
+                RepoState::Validating as i64,
+                PublishedState::Unpublished as i64,
+                PublishedState::Publishing as i64
+            ];
+            let rows = stmt.query_map(states, build_from_row).context("listing unpublished builds")?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().context("listing unpublished builds")
+        })
+        .await
+    }
+
     async fn add_extra_ids(&self, build_id: i64, ids: &[String]) -> Result<Build, StateError> {
         let ids = ids.to_vec();
         self.write("adding extra ids", move |tx| {
@@ -522,6 +544,15 @@ impl StateStore for SqliteState {
     ) -> Result<Build, StateError> {
         let (from, reason) = (from.to_vec(), reason.map(str::to_owned));
         self.write("setting published state", move |tx| move_state(tx, build_id, &from, to, reason.as_deref())).await
+    }
+
+    async fn create_job(&self, kind: JobKind, contents: &str, repo: Option<&str>) -> Result<Job, StateError> {
+        let (contents, repo) = (contents.to_owned(), repo.map(str::to_owned));
+        self.write("creating job", move |tx| {
+            let id = insert_job(tx, kind, &contents, repo.as_deref())?;
+            load_job(tx, id)
+        })
+        .await
     }
 
     async fn get_job(&self, id: i64) -> Result<Job, StateError> {

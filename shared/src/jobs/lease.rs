@@ -1,0 +1,30 @@
+//! The per-repository publish lease: one writer of a repository's refs and summaries at a time
+//! (publish, prune), across processes and, on AWS, across Lambdas. Commits never take it.
+
+use std::time::Duration;
+
+use crate::app::AppState;
+
+/// How long a holder may keep a repository before another worker may take over (a crashed
+/// holder's job is re-run with the same holder name, so it gets its lease back at once).
+const LEASE_SECS: u64 = 3600;
+/// How often a waiting job retries.
+const LEASE_POLL: Duration = Duration::from_millis(25);
+
+/// Runs `work` while holding `repo`'s publish lease as `holder`.
+pub async fn with_publish_lease<T>(
+    app: &AppState,
+    repo: &str,
+    holder: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let lease = format!("publish/{repo}");
+    while !app.state.acquire_lease(&lease, holder, LEASE_SECS).await? {
+        tokio::time::sleep(LEASE_POLL).await;
+    }
+    let result = work.await;
+    if let Err(e) = app.state.release_lease(&lease, holder).await {
+        tracing::warn!(error = %e, %lease, "could not release the publish lease; it expires by itself");
+    }
+    result
+}
