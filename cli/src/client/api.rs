@@ -13,7 +13,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,7 +49,7 @@ enum Body {
     None,
     Json(Bytes),
     GzipJson(Bytes),
-    Multipart { boundary: String, data: Bytes },
+    Multipart { boundary: String, segments: Vec<Bytes> },
 }
 
 /// The API as one token sees it.
@@ -107,7 +107,7 @@ impl Api {
     pub async fn upload(&self, build: &BuildUrl, parts: &[UploadPart]) -> Result<Vec<u64>, ClientError> {
         let url = build.join("upload");
         let boundary = format!("flatbucket-{:032x}", SmallRng::from_entropy().gen::<u128>());
-        let body = Body::Multipart { data: multipart_body(parts, &boundary), boundary };
+        let body = Body::Multipart { segments: multipart_segments(parts, &boundary), boundary };
         with_retry(self.retry, "upload", || async {
             let stored: Vec<u64> = self.attempt(&Method::POST, &url, &body).await?.body;
             if stored.len() != parts.len() {
@@ -164,7 +164,7 @@ impl Api {
 
     /// One API call, retried by the policy.
     async fn call<T: DeserializeOwned>(&self, method: Method, url: &str, body: Body) -> Result<Reply<T>, ClientError> {
-        with_retry(self.retry, url, || self.attempt(&method, url, &body)).await
+        with_retry(self.retry, method.as_str(), || self.attempt(&method, url, &body)).await
     }
 
     /// Sends one request and reads its answer.
@@ -181,8 +181,12 @@ impl Api {
             Body::GzipJson(bytes) => {
                 request.header(CONTENT_TYPE, "application/json").header(CONTENT_ENCODING, "gzip").body(bytes.clone())
             }
-            Body::Multipart { boundary, data } => {
-                request.header(CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}")).body(data.clone())
+            Body::Multipart { boundary, segments } => {
+                let (body, length) = segments_body(segments.clone());
+                request
+                    .header(CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+                    .header(CONTENT_LENGTH, length)
+                    .body(body)
             }
         };
         let started = Instant::now();
@@ -228,23 +232,31 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// The multipart body of an upload: `form-data` fields `file0`, `file1`, … with quoted filenames
 /// (not percent-encoded: delta names contain `+`) and `application/octet-stream`, as
-/// flat-manager's Rust client sends them. Built in memory so retries re-send the same bytes and
-/// the request has a `Content-Length`.
-pub fn multipart_body(parts: &[UploadPart], boundary: &str) -> Bytes {
-    let size: usize = parts.iter().map(|p| p.data.len() + p.filename.len() + boundary.len() + 128).sum();
-    let mut body = Vec::with_capacity(size + boundary.len() + 8);
+/// flat-manager's Rust client sends them. The body is a list of segments that share the parts'
+/// buffers, so a retry re-sends the same bytes without copying them and the request has a
+/// `Content-Length`.
+pub fn multipart_segments(parts: &[UploadPart], boundary: &str) -> Vec<Bytes> {
+    let mut segments = Vec::with_capacity(parts.len() * 2 + 1);
     for (i, part) in parts.iter().enumerate() {
         let head = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file{i}\"; filename=\"{}\"\r\n\
+            "{}--{boundary}\r\nContent-Disposition: form-data; name=\"file{i}\"; filename=\"{}\"\r\n\
              Content-Type: application/octet-stream\r\n\r\n",
+            if i == 0 { "" } else { "\r\n" },
             part.filename
         );
-        body.extend_from_slice(head.as_bytes());
-        body.extend_from_slice(&part.data);
-        body.extend_from_slice(b"\r\n");
+        segments.push(Bytes::from(head));
+        segments.push(part.data.clone());
     }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    body.into()
+    let tail = if parts.is_empty() { format!("--{boundary}--\r\n") } else { format!("\r\n--{boundary}--\r\n") };
+    segments.push(Bytes::from(tail));
+    segments
+}
+
+/// A streamed request body over `segments`, with its length.
+fn segments_body(segments: Vec<Bytes>) -> (reqwest::Body, u64) {
+    let length = segments.iter().map(|s| s.len() as u64).sum();
+    let chunks = segments.into_iter().map(Ok::<_, std::io::Error>);
+    (reqwest::Body::wrap_stream(futures::stream::iter(chunks)), length)
 }
 
 #[cfg(test)]
@@ -271,18 +283,18 @@ mod tests {
             UploadPart { filename: object.clone(), data: Bytes::from_static(b"one") },
             UploadPart { filename: "H2Sr9+k_.superblock.delta".into(), data: Bytes::from_static(b"two\r\n") },
         ];
-        let body = multipart_body(&parts, "XyZ");
+        let body = multipart_segments(&parts, "XyZ").concat();
         let expected = format!(
             "--XyZ\r\nContent-Disposition: form-data; name=\"file0\"; filename=\"{object}\"\r\n\
              Content-Type: application/octet-stream\r\n\r\none\r\n\
              --XyZ\r\nContent-Disposition: form-data; name=\"file1\"; filename=\"H2Sr9+k_.superblock.delta\"\r\n\
              Content-Type: application/octet-stream\r\n\r\ntwo\r\n\r\n--XyZ--\r\n"
         );
-        assert_eq!(String::from_utf8(body.to_vec()).unwrap(), expected);
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
     }
 
     #[test]
     fn an_empty_upload_is_just_the_closing_boundary() {
-        assert_eq!(&multipart_body(&[], "b")[..], b"--b--\r\n");
+        assert_eq!(multipart_segments(&[], "b").concat(), b"--b--\r\n");
     }
 }

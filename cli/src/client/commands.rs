@@ -106,19 +106,8 @@ async fn execute(cli: &Cli) -> Result<CommandResult, ClientError> {
     check_expiry(&token, unix_now())?;
     let api = Api::new(&token)?;
     match &cli.command {
-        Command::Create { manager_url, repo, app_id, public_download, no_public_download, build_log_url } => {
-            let public_download = match (public_download, no_public_download) {
-                (true, _) => Some(true),
-                (_, true) => Some(false),
-                _ => None,
-            };
-            let request = CreateBuildRequest {
-                repo: repo.clone(),
-                app_id: app_id.clone(),
-                public_download,
-                build_log_url: build_log_url.clone(),
-            };
-            create(&api, &ManagerUrl::new(manager_url), &request).await
+        Command::Create { manager_url, .. } => {
+            create(&api, &ManagerUrl::new(manager_url), &create_request(&cli.command)).await
         }
         Command::Push(args) => Ok(CommandResult::Push(Box::new(push(&api, args, ProgressMode::detect()).await?))),
         Command::Commit { build_url, commit, .. } => {
@@ -139,6 +128,25 @@ async fn execute(cli: &Cli) -> Result<CommandResult, ClientError> {
         }
         Command::FollowJob { job_url } => Ok(CommandResult::Job(Box::new(follow_job(&api, job_url).await?))),
         Command::Gentoken(_) => unreachable!("gentoken runs without a token"),
+    }
+}
+
+/// The create request the `create` command line asks for; the server picks the download default
+/// unless a flag says otherwise.
+fn create_request(command: &Command) -> CreateBuildRequest {
+    let Command::Create { repo, app_id, public_download, no_public_download, build_log_url, .. } = command else {
+        unreachable!("only called for create")
+    };
+    let public_download = match (public_download, no_public_download) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    CreateBuildRequest {
+        repo: repo.clone(),
+        app_id: app_id.clone(),
+        public_download,
+        build_log_url: build_log_url.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ pub enum ClientError {
     #[error("{url} answered HTTP {status}: {}", details.message)]
     Api { url: String, status: u16, details: Box<ApiErrorBody> },
     /// The request never got an answer: connection refused or reset, timeout, broken body.
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed: {}", chain(source))]
     Transport {
         url: String,
         #[source]
@@ -71,6 +71,18 @@ impl ClientError {
     }
 }
 
+/// An error with its sources: reqwest's own message ("error sending request") hides the cause.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A transport failure that another attempt may not hit. Decoding errors (a malformed answer) and
 /// request-building errors are deterministic and are not retried.
 fn is_transient(error: &reqwest::Error) -> bool {
@@ -106,7 +118,8 @@ mod tests {
         // A port that was just free: nothing listens there, so connecting fails at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}/");
-        let error = reqwest::get(&url).await.unwrap_err();
-        assert!(ClientError::transport(&url, error).is_retryable());
+        let error = ClientError::transport(&url, reqwest::get(&url).await.unwrap_err());
+        assert!(error.is_retryable());
+        assert!(error.to_string().to_lowercase().contains("refused"), "the cause is shown: {error}");
     }
 }

@@ -138,4 +138,12 @@ mod tests {
         assert!(line.ends_with("/s"), "{line}");
         progress.finish();
     }
+
+    #[test]
+    fn the_bar_template_is_valid() {
+        let progress = Progress::new(ProgressMode::Bar, "uploading", 2, 10);
+        progress.inc(1, 5);
+        progress.finish();
+        assert!(progress.bar.as_ref().is_some_and(ProgressBar::is_finished));
+    }
 }

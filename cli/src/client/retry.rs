@@ -88,7 +88,7 @@ where
         let Some(delay) = backoff.next_delay(started.elapsed()) else {
             return Err(error);
         };
-        tracing::warn!(operation = what, error = %error, delay_ms = delay.as_millis() as u64, "retrying");
+        tracing::warn!(operation = what, "{error}; retrying in {:.1} s", delay.as_secs_f64());
         tokio::time::sleep(delay).await;
     }
 }

@@ -27,10 +27,11 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    /// Uses `root` (created if missing).
+    /// Uses `root` (created if missing). Nothing is written inside it until the first write, so a
+    /// read-only repository can be read.
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        fs::create_dir_all(root.join(TMP_DIR))?;
+        fs::create_dir_all(&root)?;
         Ok(Self { root })
     }
 
@@ -46,14 +47,17 @@ impl LocalStore {
         Ok(self.root.join(key))
     }
 
-    fn temp_path(&self) -> PathBuf {
+    /// A fresh name in the temporary directory, which is created on first use.
+    fn temp_path(&self) -> io::Result<PathBuf> {
+        let dir = self.root.join(TMP_DIR);
+        fs::create_dir_all(&dir)?;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.root.join(TMP_DIR).join(format!("{}-{n}", std::process::id()))
+        Ok(dir.join(format!("{}-{n}", std::process::id())))
     }
 
     /// Writes `data` to a fresh temporary file and returns its path.
     fn write_temp(&self, data: &[u8]) -> io::Result<PathBuf> {
-        let tmp = self.temp_path();
+        let tmp = self.temp_path()?;
         let mut file = fs::File::create(&tmp)?;
         file.write_all(data)?;
         Ok(tmp)
@@ -119,7 +123,7 @@ impl ObjectStore for LocalStore {
 
     async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, StoreError> {
         let path = self.path(key)?;
-        let tmp = self.temp_path();
+        let tmp = self.temp_path().map_err(io_error(key))?;
         let written = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
             let mut size = 0u64;
@@ -167,7 +171,7 @@ impl ObjectStore for LocalStore {
         let store = self.clone();
         blocking(from, move || {
             ensure_parent(&dst)?;
-            let tmp = store.temp_path();
+            let tmp = store.temp_path()?;
             if fs::hard_link(&src, &tmp).is_err() {
                 fs::copy(&src, &tmp)?;
             }
@@ -261,6 +265,9 @@ mod tests {
         store.put_if_absent("a/b", Bytes::from_static(b"y")).await.unwrap();
         store.copy("a/b", "c").await.unwrap();
         assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        let untouched = tempfile::tempdir().unwrap();
+        LocalStore::new(untouched.path()).unwrap();
+        assert_eq!(fs::read_dir(untouched.path()).unwrap().count(), 0, "opening a store writes nothing");
         assert!(store.put("x", Bytes::new()).await.is_ok());
         assert!(store.path(&format!("{TMP_DIR}/x")).is_err());
     }
