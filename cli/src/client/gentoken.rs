@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn secret_files_are_read_and_trimmed() {
-        let dir = crate::client::testutil::TempDir::new();
+        let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret");
         std::fs::write(&file, "  secret \n").unwrap();
         let args = parse(&["--secret-file", file.to_str().unwrap()]);

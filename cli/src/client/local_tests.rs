@@ -2,35 +2,18 @@
 //! `ostree` tools, run in a private HOME/XDG environment.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::*;
-use crate::client::testutil::TempDir;
 use crate::client::upload::plan_batches;
+use flatbucket_tests::tools::Isolated;
+use tempfile::TempDir;
 
 const APP_REF: &str = "app/org.example.Client/x86_64/stable";
 
-/// Runs `program args…` with HOME and the XDG/Flatpak directories inside `home`.
-fn run(home: &Path, program: &str, args: &[&str]) -> String {
-    let mut cmd = Command::new(program);
-    for (var, sub) in [
-        ("HOME", "home"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_RUNTIME_DIR", "runtime"),
-        ("FLATPAK_USER_DIR", "flatpak-user"),
-        ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
-        ("FLATPAK_CONFIG_DIR", "flatpak-config"),
-    ] {
-        let dir = home.join(sub);
-        std::fs::create_dir_all(&dir).unwrap();
-        cmd.env(var, dir);
-    }
-    let output = cmd.args(args).env_remove("DBUS_SESSION_BUS_ADDRESS").output().expect("run {program}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{program} {args:?} failed: {stderr}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// Runs `program args…` in an isolated HOME/XDG/Flatpak environment and returns its stdout.
+fn run(iso: &Isolated, program: &str, args: &[&str]) -> String {
+    let mut cmd = if program == "flatpak" { iso.flatpak() } else { iso.ostree() };
+    flatbucket_tests::tools::run(cmd.args(args)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn write(path: &Path, contents: &[u8]) {
@@ -41,7 +24,7 @@ fn write(path: &Path, contents: &[u8]) {
 /// Exports a small app with `flatpak build-export`, adds a from-scratch delta with
 /// `ostree static-delta generate --empty` and a ref outside the pushed namespaces.
 fn exported_repo(dir: &Path) -> PathBuf {
-    let (home, build, repo) = (dir.join("iso"), dir.join("build"), dir.join("repo"));
+    let (home, build, repo) = (Isolated::new().unwrap(), dir.join("build"), dir.join("repo"));
     let metadata = "[Application]\nname=org.example.Client\nruntime=org.example.Platform/x86_64/stable\n";
     write(&build.join("metadata"), metadata.as_bytes());
     write(&build.join("files/bin/hello.sh"), b"#!/bin/sh\necho hello\n");
@@ -71,7 +54,7 @@ fn objects_on_disk(repo: &Path) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn enumerates_exactly_the_objects_flatpak_exported() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let repo_path = exported_repo(dir.path());
     let repo = LocalRepo::open(&repo_path).unwrap();
 
@@ -96,7 +79,7 @@ async fn enumerates_exactly_the_objects_flatpak_exported() {
 
 #[tokio::test]
 async fn finds_the_from_scratch_delta_parts_of_a_ref() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let repo_path = exported_repo(dir.path());
     let repo = LocalRepo::open(&repo_path).unwrap();
     let named = repo.select_refs(&[APP_REF.to_owned(), "other/thing".to_owned()]).await.unwrap();
@@ -119,7 +102,7 @@ async fn finds_the_from_scratch_delta_parts_of_a_ref() {
 
 #[tokio::test]
 async fn refuses_missing_and_bare_repos_and_unknown_refs() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     assert!(matches!(LocalRepo::open(&dir.path().join("nope")), Err(ClientError::Usage(_))));
     write(&dir.path().join("bare/config"), b"[core]\nrepo_version=1\nmode=bare-user\n");
     assert!(matches!(LocalRepo::open(&dir.path().join("bare")), Err(ClientError::Usage(_))));
@@ -132,7 +115,7 @@ async fn refuses_missing_and_bare_repos_and_unknown_refs() {
 
 #[tokio::test]
 async fn a_commit_with_missing_objects_is_an_error() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let archive = dir.path().join("archive");
     flatbucket::repo::layout::init_local_repo(&archive, None).unwrap();
     let repo = LocalRepo::open(&archive).unwrap();

@@ -21,6 +21,3 @@ pub mod token;
 pub mod upload;
 pub mod urls;
 pub mod wire;
-
-#[cfg(test)]
-mod testutil;

@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn prefers_the_flag_then_the_file_then_the_environment() {
-        let dir = crate::client::testutil::TempDir::new();
+        let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, " from-file \nsecond line\n").unwrap();
         let env = Some("from-env".to_owned());
