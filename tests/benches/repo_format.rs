@@ -1,7 +1,8 @@
 //! Repository-format benchmark: flatbucket against the reference tools on the same input, in the
 //! same run, printed as a markdown table with ratios.
 //!
-//! 1. Verification throughput: a generated ~196 MiB Flatpak app (fixed seed) is exported with
+//! 1. Verification throughput: a generated ~196 MiB Flatpak app (fixed seed, from
+//!    `flatbucket_tests::bigapp`) is exported with
 //!    `flatpak build-export`, then verified by `verify_commit` and by `ostree fsck`.
 //! 2. Summaries for 10,000 refs: a synthetic archive repo written by flatbucket's own writer is
 //!    published by `build_summaries` + `write_summaries` and by `flatpak build-update-repo`.
@@ -12,8 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -34,31 +34,16 @@ use flatbucket::repo::summary::{
 use flatbucket::repo::verify::{verify_commit, Verified};
 use flatbucket::repo::{Checksum, ObjectName, ObjectType};
 use flatbucket::store::{LocalStore, ObjectStore};
+use flatbucket_tests::bigapp::{self, AppStats, APP_REF, SEED};
 use flatbucket_tests::tools::{run, Isolated};
 use gvariant::gv;
-use rand::rngs::SmallRng;
-use rand::{Rng, RngCore, SeedableRng};
 use tokio::runtime::Runtime;
 
 /// Every measurement is repeated this often and the median reported.
 const RUNS: usize = 3;
-/// Seed of the generated app, so every run benchmarks the same bytes.
-const SEED: u64 = 0x666c_6174_6275_636b;
 const MIB: usize = 1024 * 1024;
-const KIB: usize = 1024;
 /// MB/s figures use decimal megabytes.
 const MB: f64 = 1e6;
-
-/// Shape of the generated app: ~5,000 files, ~196 MiB, ~500 directories.
-const TOTAL_FILES: usize = 5_000;
-const BIG_FILES: usize = 5;
-const BINARIES: usize = 425;
-/// 20 top-level directories with 24 subdirectories each, plus `files/` itself: 501.
-const TOP_DIRS: usize = 20;
-const SUB_DIRS: usize = 24;
-const APP_REF: &str = "app/org.example.Big/x86_64/stable";
-const APP_METADATA: &str = "[Application]\nname=org.example.Big\nruntime=org.example.Platform/x86_64/stable\n\
-                            sdk=org.example.Platform/x86_64/stable\n";
 /// The issue's target: verification of at least this many MB/s per core.
 const VERIFY_TARGET_MB_S_PER_CORE: f64 = 150.0;
 
@@ -278,13 +263,6 @@ fn multi_thread_runtime() -> anyhow::Result<Runtime> {
 // 1. Verification throughput
 // ---------------------------------------------------------------------------------------------
 
-/// Sizes of the generated app.
-struct AppStats {
-    files: usize,
-    dirs: usize,
-    bytes: u64,
-}
-
 struct VerifyResults {
     app: AppStats,
     content_bytes: u64,
@@ -371,11 +349,9 @@ fn bench_verification(work: &Path, cores: usize) -> anyhow::Result<VerifyResults
     let build = work.join("app");
     let repo = work.join("verify-repo");
     eprintln!("generating the app build directory…");
-    let app = write_app(&build, &mut SmallRng::seed_from_u64(SEED))?;
+    let app = bigapp::write_app(&build, SEED)?;
     eprintln!("exporting it with flatpak build-export…");
-    let iso = Isolated::new()?;
-    run(iso.flatpak().arg("build-export").arg("--arch=x86_64").arg(&repo).arg(&build).arg("stable"))
-        .context("flatpak build-export failed")?;
+    bigapp::export(&build, &repo)?;
     // The build directory is not needed again; free its space before measuring.
     std::fs::remove_dir_all(&build).with_context(|| format!("failed to remove {}", build.display()))?;
 
@@ -384,6 +360,7 @@ fn bench_verification(work: &Path, cores: usize) -> anyhow::Result<VerifyResults
     let runtime = multi_thread_runtime()?;
     let (ours_all, verified) = repeat(nothing, || verify(&runtime, &repo, concurrency))?;
     drop(runtime);
+    let iso = Isolated::new()?;
     let (ostree_all, ()) = repeat(nothing, || ostree_fsck(&iso, &repo))?;
     let (ours_one, ostree_one) = {
         let _pinned = PinnedToOneCpu::new()?;
@@ -427,110 +404,6 @@ fn verify(runtime: &Runtime, repo: &Path, concurrency: usize) -> anyhow::Result<
 fn ostree_fsck(iso: &Isolated, repo: &Path) -> anyhow::Result<()> {
     run(iso.ostree().arg("fsck").arg(format!("--repo={}", repo.display())))?;
     Ok(())
-}
-
-/// Writes the app build directory: `metadata` and ~5,000 files under `files/`.
-fn write_app(build: &Path, rng: &mut SmallRng) -> anyhow::Result<AppStats> {
-    write_file(&build.join("metadata"), APP_METADATA.as_bytes(), 0o644)?;
-    // `flatpak build-export` refuses an app without `export/` ("not finalized"); an empty one is
-    // all `flatpak build-finish` would add here, and leaves `metadata` exactly as written.
-    let export = build.join("export");
-    std::fs::create_dir_all(&export).with_context(|| format!("failed to create {}", export.display()))?;
-    let dirs = app_dirs(&build.join("files"))?;
-    let words = vocabulary(rng);
-    let mut bytes = 0;
-    for i in 0..TOTAL_FILES {
-        let dir = &dirs[rng.gen_range(0..dirs.len())];
-        let (name, content, mode) = app_file(i, rng, &words);
-        bytes += content.len() as u64;
-        write_file(&dir.join(name), &content, mode)?;
-    }
-    // `files/` itself counts as a directory too.
-    Ok(AppStats { files: TOTAL_FILES, dirs: dirs.len() + 1, bytes })
-}
-
-/// File `i` of the app: name, content and permission bits. The first [`BIG_FILES`] are large
-/// random blobs, the next [`BINARIES`] are binaries, the rest text.
-fn app_file(i: usize, rng: &mut SmallRng, words: &[String]) -> (String, Vec<u8>, u32) {
-    if i < BIG_FILES {
-        let len = rng.gen_range(5 * MIB..=20 * MIB);
-        (format!("blob{i}.dat"), random_bytes(rng, len), 0o644)
-    } else if i < BIG_FILES + BINARIES {
-        let len = rng.gen_range(50 * KIB..=500 * KIB);
-        // Half the binaries do not compress at all, half compress about 2:1.
-        let content = if i % 2 == 1 { repetitive_bytes(rng, len) } else { random_bytes(rng, len) };
-        (format!("lib{i}.so"), content, 0o755)
-    } else {
-        let len = rng.gen_range(KIB..=8 * KIB);
-        (format!("doc{i}.txt"), text(rng, words, len), 0o644)
-    }
-}
-
-/// Creates `files/dNN/sNN` and returns every directory files go into (the `dNN` and `sNN`).
-fn app_dirs(files: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut dirs = Vec::with_capacity(TOP_DIRS * (SUB_DIRS + 1));
-    for top in 0..TOP_DIRS {
-        let top = files.join(format!("d{top:02}"));
-        for sub in 0..SUB_DIRS {
-            let sub = top.join(format!("s{sub:02}"));
-            std::fs::create_dir_all(&sub).with_context(|| format!("failed to create {}", sub.display()))?;
-            dirs.push(sub);
-        }
-        dirs.push(top);
-    }
-    Ok(dirs)
-}
-
-fn write_file(path: &Path, content: &[u8], mode: u32) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
-    }
-    std::fs::write(path, content).with_context(|| format!("failed to write {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("failed to set the mode of {}", path.display()))
-}
-
-fn random_bytes(rng: &mut SmallRng, len: usize) -> Vec<u8> {
-    let mut out = vec![0; len];
-    rng.fill_bytes(&mut out);
-    out
-}
-
-/// Fresh random runs, each followed by a copy of an earlier run inside deflate's 32 KiB window:
-/// half the bytes are incompressible and half are back-references, so deflate gets ~2:1.
-fn repetitive_bytes(rng: &mut SmallRng, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 1024);
-    while out.len() < len {
-        let start = out.len();
-        let run = rng.gen_range(64..512);
-        out.resize(start + run, 0);
-        rng.fill_bytes(&mut out[start..]);
-        let from = rng.gen_range(start.saturating_sub(16 * KIB)..=start);
-        out.extend_from_within(from..from + run);
-    }
-    out.truncate(len);
-    out
-}
-
-/// Pseudo-words of 2–10 lowercase letters, so text compresses like text.
-fn vocabulary(rng: &mut SmallRng) -> Vec<String> {
-    (0..2_000)
-        .map(|_| (0..rng.gen_range(2..=10)).map(|_| char::from(b'a' + rng.gen_range(0..26u8))).collect())
-        .collect()
-}
-
-/// Lines of 6–13 pseudo-words, cut to exactly `len` bytes.
-fn text(rng: &mut SmallRng, words: &[String], len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 128);
-    while out.len() < len {
-        for _ in 0..rng.gen_range(6..14) {
-            out.extend_from_slice(words[rng.gen_range(0..words.len())].as_bytes());
-            out.push(b' ');
-        }
-        *out.last_mut().expect("a line has words") = b'\n';
-    }
-    out.truncate(len);
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -653,7 +526,7 @@ async fn write_synthetic_repo(path: &Path) -> anyhow::Result<Vec<RefRecord>> {
 /// The tree every synthetic commit shares: a `metadata` file and an empty `files/`. Returns the
 /// root dirtree and dirmeta.
 async fn write_shared_tree(store: &dyn ObjectStore) -> anyhow::Result<(Checksum, Checksum)> {
-    let content = APP_METADATA.as_bytes();
+    let content = bigapp::METADATA.as_bytes();
     let (file, filez) = encode_filez(&FileHeader::regular(content.len() as u64, 0o644), content, 6);
     put_object(store, ObjectName::new(file, ObjectType::File), filez).await?;
     let meta = DirMeta::flatpak_default().to_bytes();

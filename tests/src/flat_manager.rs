@@ -54,6 +54,11 @@ impl FlatManager {
         }
     }
 
+    /// The running server's process id (to read its memory use from `/proc`), if it is running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ServerProcess::pid)
+    }
+
     /// `http://127.0.0.1:<port>`, the manager URL clients take.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
