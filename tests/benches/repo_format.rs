@@ -395,7 +395,7 @@ fn verify(runtime: &Runtime, repo: &Path, concurrency: usize) -> anyhow::Result<
     runtime.block_on(async {
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(repo)?);
         let commit = resolve_ref(&*store, APP_REF).await?;
-        let verified = verify_commit(store, commit, concurrency).await?;
+        let verified = verify_commit(store, commit, concurrency, None).await?;
         ensure!(verified.is_ok(), "flatbucket found problems: {:?}", verified.problems());
         Ok(verified)
     })

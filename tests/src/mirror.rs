@@ -48,7 +48,7 @@ impl Mirror {
     pub async fn import_as(&mut self, source: &Path, src_ref: &str, mut options: RewriteOptions) -> anyhow::Result<()> {
         let src: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(source)?);
         let source_commit = resolve_ref(&*src, src_ref).await?;
-        let verified = verify_commit(src.clone(), source_commit, 4).await?;
+        let verified = verify_commit(src.clone(), source_commit, 4, None).await?;
         if !verified.is_ok() {
             bail!("{src_ref} does not verify: {:?}", verified.problems());
         }

@@ -140,6 +140,12 @@ async fn a_second_version_builds_on_the_first_and_objects_are_shared() {
     let repo = &api.app.repo("stable").unwrap().store;
     let (commit, _) = flatbucket::repo::local::read_commit(&**repo, record.commit).await.unwrap();
     assert!(commit.parent.is_some(), "version 2 has version 1 as parent");
+    // Version 2's commit took version 1's objects from the repo unverified; its sizes still match
+    // a full verification.
+    let full = flatbucket::repo::verify::verify_commit(repo.clone(), record.commit, 2, None).await.unwrap();
+    assert!(full.is_ok());
+    assert_eq!(commit.metadata.get_be_u64("xa.installed-size"), Some(full.sizes.installed));
+    assert_eq!(commit.metadata.get_be_u64("xa.download-size"), Some(full.sizes.download));
     assert_eq!(commit.metadata.get_str("ostree.collection-binding"), Some("org.test.Stable"));
 }
 

@@ -44,7 +44,7 @@ async fn a_decompression_bomb_is_refused_in_bounded_memory() {
     store.put(&target.key(), bytes.into()).await.unwrap();
 
     let before = peak_rss();
-    let verified = verify_commit(store, commit, 4).await.unwrap();
+    let verified = verify_commit(store, commit, 4, None).await.unwrap();
     let growth = peak_rss().saturating_sub(before);
     let problem = verified.problems().iter().find(|p| p.object == target).expect("bomb reported");
     assert!(matches!(&problem.kind, ProblemKind::Malformed(e) if e.to_string().contains("declares")), "{problem}");

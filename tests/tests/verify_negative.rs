@@ -31,7 +31,7 @@ async fn app_repo() -> Damaged {
 
 impl Damaged {
     async fn verify(&self) -> Verified {
-        verify_commit(self.store.clone(), self.commit, 4).await.expect("only objects are damaged, not the store")
+        verify_commit(self.store.clone(), self.commit, 4, None).await.expect("only objects are damaged, not the store")
     }
 
     async fn names(&self, kind: ObjectType) -> Vec<ObjectName> {
@@ -195,11 +195,11 @@ async fn an_absurd_declared_size_is_reported() {
 async fn a_missing_or_garbage_commit_is_reported_without_walking() {
     let repo = app_repo().await;
     let absent = Checksum::of(b"no such commit");
-    let verified = verify_commit(repo.store.clone(), absent, 4).await.unwrap();
+    let verified = verify_commit(repo.store.clone(), absent, 4, None).await.unwrap();
     assert_eq!(verified.problems().len(), 1);
     assert_eq!(verified.problems()[0].kind, ProblemKind::Missing);
     let garbage = Checksum::of(b"\x01\x02");
     repo.store.put(&ObjectName::new(garbage, ObjectType::Commit).key(), vec![1u8, 2].into()).await.unwrap();
-    let verified = verify_commit(repo.store.clone(), garbage, 4).await.unwrap();
+    let verified = verify_commit(repo.store.clone(), garbage, 4, None).await.unwrap();
     assert!(matches!(verified.problems()[0].kind, ProblemKind::Malformed(_)), "{:?}", verified.problems());
 }

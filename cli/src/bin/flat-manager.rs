@@ -2,8 +2,23 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Blocking threads (file I/O, hashing): enough to keep both cores and the disk busy without the
+/// hundreds of idle threads, and their memory, that tokio's default of 512 allows.
+const MAX_BLOCKING_THREADS: usize = 64;
+
+fn main() -> ExitCode {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(MAX_BLOCKING_THREADS).build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("flat-manager: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     // flat-manager reads `.env` from the working directory or a parent.
     let _ = dotenvy::dotenv();
     tracing_subscriber::fmt()

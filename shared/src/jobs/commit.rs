@@ -76,7 +76,8 @@ async fn commit_ref(
     mut options: RewriteOptions,
 ) -> anyhow::Result<RefRecord> {
     let app = ctx.app;
-    let verified = verify_commit(app.upload_view(build.id, repo), source, verify_concurrency()).await?;
+    let verified =
+        verify_commit(app.upload_view(build.id, repo), source, verify_concurrency(), Some(repo.store.clone())).await?;
     report_problems(ctx, &verified).await?;
     ctx.log(format!(
         "Verified {} objects, {} bytes of content",

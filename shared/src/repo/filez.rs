@@ -177,6 +177,11 @@ pub fn checksum_filez(reader: impl Read) -> Result<FileSummary, FilezError> {
     Ok(FileSummary { checksum: hasher.into(), header, stored_size: input.get_ref().count })
 }
 
+/// Reads only the header of a `.filez` (size, mode, symlink target), not its content.
+pub fn read_filez_header(mut reader: impl Read) -> Result<FileHeader, FilezError> {
+    read_header(&mut reader)
+}
+
 fn read_header(input: &mut impl Read) -> Result<FileHeader, FilezError> {
     let mut prefix = [0u8; 8];
     input.read_exact(&mut prefix).map_err(truncated)?;

@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use tokio_util::io::SyncIoBridge;
 
 use super::dirs::S_IFMT;
-use super::filez::{checksum_filez, FileSummary, FilezError};
+use super::filez::{checksum_filez, read_filez_header, FileSummary, FilezError};
 use super::record::TreeSizes;
 use super::walk::{walk_closure, Closure, Problem, ProblemKind};
 use super::{Checksum, FormatError, ObjectName, ObjectType};
@@ -38,17 +38,21 @@ impl Verified {
 
 /// Verifies the commit and everything it references. Store failures other than a missing object
 /// are returned as errors (they say nothing about the objects and may be retried).
+///
+/// Content objects that `trusted` (the repository the build targets) already has are not hashed
+/// again: their headers are read for the sizes, and their names vouch for their content.
 pub async fn verify_commit(
     store: Arc<dyn ObjectStore>,
     commit: Checksum,
     concurrency: usize,
+    trusted: Option<Arc<dyn ObjectStore>>,
 ) -> Result<Verified, StoreError> {
     let mut closure = walk_closure(&*store, commit).await?;
     let files: Vec<(Checksum, u32)> = closure.files.iter().map(|(c, n)| (*c, *n)).collect();
     let results: Vec<_> = stream::iter(files)
         .map(|(checksum, uses)| {
-            let store = store.clone();
-            async move { (checksum, uses, verify_file(store, checksum).await) }
+            let (store, trusted) = (store.clone(), trusted.clone());
+            async move { (checksum, uses, check_file(store, trusted.as_deref(), checksum).await) }
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -71,37 +75,72 @@ pub async fn verify_commit(
     Ok(Verified { closure, sizes, content_bytes, stored_bytes })
 }
 
-/// Streams one `.filez` through the checksum on a blocking thread: straight from the file when the
-/// store is a directory, else through the async reader.
+/// A trusted copy if there is one, else full verification.
+async fn check_file(
+    store: Arc<dyn ObjectStore>,
+    trusted: Option<&dyn ObjectStore>,
+    checksum: Checksum,
+) -> Result<Result<FileSummary, ProblemKind>, StoreError> {
+    if let Some(trusted) = trusted {
+        if let Some(file) = read_trusted(trusted, checksum).await? {
+            return Ok(Ok(file));
+        }
+    }
+    verify_file(store, checksum).await
+}
+
+/// Streams one `.filez` through the checksum on a blocking thread.
 async fn verify_file(
     store: Arc<dyn ObjectStore>,
     checksum: Checksum,
 ) -> Result<Result<FileSummary, ProblemKind>, StoreError> {
     let key = ObjectName::new(checksum, ObjectType::File).key();
-    let task = match store.local_path(&key) {
-        Some(path) => tokio::task::spawn_blocking(move || match std::fs::File::open(path) {
-            Ok(file) => Some(checksum_filez(file)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => Some(Err(FilezError::Io(e))),
-        }),
-        None => {
-            let reader = match store.get(&key).await {
-                Ok(reader) => reader,
-                Err(StoreError::NotFound(_)) => return Ok(Err(ProblemKind::Missing)),
-                Err(e) => return Err(e),
-            };
-            let bridge = SyncIoBridge::new(reader);
-            tokio::task::spawn_blocking(move || Some(checksum_filez(bridge)))
-        }
-    };
-    let outcome = task.await.map_err(|e| StoreError::Io { key: key.clone(), source: std::io::Error::other(e) })?;
-    match outcome {
+    match read_object(&*store, &key, checksum_filez).await? {
         None => Ok(Err(ProblemKind::Missing)),
         Some(Ok(file)) if file.checksum != checksum => Ok(Err(ProblemKind::ChecksumMismatch { actual: file.checksum })),
         Some(Ok(file)) => Ok(check_flatpak_mode(&file).map(|()| file)),
         Some(Err(FilezError::Format(e))) => Ok(Err(ProblemKind::Malformed(e))),
         Some(Err(FilezError::Io(source))) => Err(StoreError::Io { key, source }),
     }
+}
+
+/// The header of an object a trusted store (the repository, whose objects were verified when
+/// they were committed) already has, read without inflating the content; `None` if it lacks it.
+async fn read_trusted(trusted: &dyn ObjectStore, checksum: Checksum) -> Result<Option<FileSummary>, StoreError> {
+    let key = ObjectName::new(checksum, ObjectType::File).key();
+    let Some(stored_size) = trusted.head(&key).await? else { return Ok(None) };
+    match read_object(trusted, &key, read_filez_header).await? {
+        Some(Ok(header)) => Ok(Some(FileSummary { checksum, header, stored_size })),
+        Some(Err(e)) => Err(StoreError::Io { key, source: std::io::Error::other(e.to_string()) }),
+        None => Ok(None),
+    }
+}
+
+/// Runs `read` over an object on a blocking thread: straight from the file when the store is a
+/// directory, else through the async reader. `None` when the object does not exist.
+async fn read_object<T: Send + 'static>(
+    store: &dyn ObjectStore,
+    key: &str,
+    read: fn(Box<dyn std::io::Read + Send>) -> T,
+) -> Result<Option<T>, StoreError> {
+    let task = match store.local_path(key) {
+        Some(path) => tokio::task::spawn_blocking(move || match std::fs::File::open(path) {
+            Ok(file) => Ok(Some(read(Box::new(file)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }),
+        None => {
+            let reader = match store.get(key).await {
+                Ok(reader) => reader,
+                Err(StoreError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let bridge = SyncIoBridge::new(reader);
+            tokio::task::spawn_blocking(move || Ok(Some(read(Box::new(bridge)))))
+        }
+    };
+    let joined = task.await.map_err(|e| StoreError::Io { key: key.to_owned(), source: std::io::Error::other(e) })?;
+    joined.map_err(|source| StoreError::Io { key: key.to_owned(), source })
 }
 
 /// Flatpak pulls with bare-user-only rules: regular files may only carry permission bits within

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use super::{validate_key, ByteStream, ObjectReader, ObjectStore, StoreError};
 
@@ -19,6 +18,53 @@ use super::{validate_key, ByteStream, ObjectReader, ObjectStore, StoreError};
 const TMP_DIR: &str = ".flatbucket-tmp";
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Streamed writes are gathered into batches of this size for one blocking write each: most
+/// objects fit in one, so an upload costs one blocking call per object, not one per chunk.
+const STREAM_BATCH: usize = 1024 * 1024;
+
+/// A temporary file filled batch by batch on blocking threads, then renamed into place; removed
+/// if dropped unfinished.
+struct TempWriter {
+    tmp: PathBuf,
+    file: Option<fs::File>,
+}
+
+impl TempWriter {
+    async fn write(mut self, batch: Vec<u8>) -> io::Result<Self> {
+        run_blocking(move || {
+            let file = match self.file.as_mut() {
+                Some(file) => file,
+                None => self.file.insert(fs::File::create(&self.tmp)?),
+            };
+            file.write_all(&batch)?;
+            Ok(self)
+        })
+        .await
+    }
+
+    async fn finish(mut self, path: PathBuf) -> io::Result<()> {
+        run_blocking(move || {
+            if self.file.take().is_none() {
+                fs::File::create(&self.tmp)?;
+            }
+            ensure_parent(&path)?;
+            fs::rename(&self.tmp, &path)
+        })
+        .await
+    }
+}
+
+impl Drop for TempWriter {
+    fn drop(&mut self) {
+        // After a successful rename the name is gone and this fails harmlessly.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
 
 /// A directory used as an object store. An ostree repository directory works as one directly.
 #[derive(Debug, Clone)]
@@ -123,27 +169,22 @@ impl ObjectStore for LocalStore {
 
     async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, StoreError> {
         let path = self.path(key)?;
-        let tmp = self.temp_path().map_err(io_error(key))?;
-        let written = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            let mut size = 0u64;
+        let mut writer = TempWriter { tmp: self.temp_path().map_err(io_error(key))?, file: None };
+        let mut pending = Vec::new();
+        let mut size = 0u64;
+        let written: io::Result<()> = async {
             while let Some(chunk) = data.next().await {
                 let chunk = chunk?;
-                file.write_all(&chunk).await?;
                 size += chunk.len() as u64;
+                pending.extend_from_slice(&chunk);
+                if pending.len() >= STREAM_BATCH {
+                    writer = writer.write(std::mem::take(&mut pending)).await?;
+                }
             }
-            file.flush().await?;
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::rename(&tmp, &path).await?;
-            Ok(size)
+            writer.write(std::mem::take(&mut pending)).await?.finish(path).await
         }
         .await;
-        if written.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        written.map_err(io_error(key))
+        written.map(|()| size).map_err(io_error(key))
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
