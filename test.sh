@@ -12,7 +12,14 @@ if cargo fmt --version >/dev/null 2>&1; then
 fi
 if cargo clippy --version >/dev/null 2>&1; then
     echo "==> cargo clippy" >&2
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
 fi
+echo "==> template.yaml (sam validate --lint, cfn-lint)" >&2
+bash infra/validate-template.sh
+
+echo "==> moto (S3, DynamoDB and SQS API server for the AWS backend tests)" >&2
+eval "$(bash infra/moto.sh start)"
+trap 'bash infra/moto.sh stop' EXIT
+
 echo "==> cargo test" >&2
-cargo test --workspace
+cargo test --workspace --all-features

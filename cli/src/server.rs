@@ -19,8 +19,11 @@ pub async fn serve() -> anyhow::Result<()> {
         tracing::warn!("{note}");
     }
     let address = (config.host.clone(), config.port);
-    let (app, receiver) = AppState::embedded(config).context("opening repositories and state")?;
-    tokio::spawn(Worker::new(app.clone(), receiver).run());
+    let (app, receiver) = AppState::from_config(config).await.context("opening repositories and state")?;
+    match receiver {
+        Some(receiver) => drop(tokio::spawn(Worker::new(app.clone(), receiver).run())),
+        None => tracing::info!("jobs go to the SQS queue; the worker function runs them"),
+    }
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("listening on {}:{}", address.0, address.1))?;

@@ -55,6 +55,27 @@ pub struct Config {
     pub workers: Option<usize>,
     #[serde(default)]
     pub storefront_info_endpoint: Option<String>,
+    /// Keep builds and repositories in S3 buckets instead of local directories (AWS deployment).
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+    /// Feed jobs to the worker through this SQS queue instead of in process (AWS deployment).
+    #[serde(default)]
+    pub queue_url: Option<String>,
+}
+
+/// Buckets for the AWS deployment. Each repository lives in the public bucket under its `path`
+/// used as a key prefix; builds live in the staging bucket under `staging-prefix`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct S3Config {
+    pub staging_bucket: String,
+    #[serde(default = "default_staging_prefix")]
+    pub staging_prefix: String,
+    pub public_bucket: String,
+}
+
+fn default_staging_prefix() -> String {
+    "build".into()
 }
 
 /// One repository (`repos.<name>`).
@@ -137,6 +158,8 @@ pub struct DeltaConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
+    /// One DynamoDB table (`dynamodb://TABLE`).
+    DynamoDb(String),
 }
 
 fn default_host() -> String {
@@ -158,6 +181,15 @@ impl Config {
         Ok(config)
     }
 
+    /// Parses configuration JSON given directly (Lambda passes it in the environment); paths stay
+    /// as written.
+    pub fn parse(json: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: "(inline)".into(), message };
+        let config: Config = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.secret_key()?;
         self.repo_secret_key()?;
@@ -173,8 +205,11 @@ impl Config {
 
     fn resolve_paths(&mut self, base_dir: &Path) {
         self.build_repo_base = base_dir.join(&self.build_repo_base);
-        for repo in self.repos.values_mut() {
-            repo.path = base_dir.join(&repo.path);
+        // In buckets, repository paths are key prefixes, not directories.
+        if self.s3.is_none() {
+            for repo in self.repos.values_mut() {
+                repo.path = base_dir.join(&repo.path);
+            }
         }
         if let Ok(DatabaseUrl::Sqlite(path)) = self.database() {
             self.database_url = Some(format!("sqlite:{}", base_dir.join(path).display()));
@@ -200,13 +235,20 @@ impl Config {
         if let Some(path) = url.strip_prefix("sqlite:") {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path.trim_start_matches("//"))));
         }
+        if let Some(table) = url.strip_prefix("dynamodb://") {
+            let valid = !table.is_empty() && table.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            return match valid {
+                true => Ok(DatabaseUrl::DynamoDb(table.to_owned())),
+                false => Err(format!("database-url {url:?}: invalid DynamoDB table name")),
+            };
+        }
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             return Err(format!(
                 "database-url {url:?}: flatbucket needs no PostgreSQL server; use `sqlite:PATH` (the default) for \
-                 the embedded state store"
+                 the embedded state store, or `dynamodb://TABLE` on AWS"
             ));
         }
-        Err(format!("database-url {url:?} is not supported: use `sqlite:PATH`"))
+        Err(format!("database-url {url:?} is not supported: use `sqlite:PATH` or `dynamodb://TABLE`"))
     }
 
     /// The public URL of the server, without a trailing slash.
@@ -286,6 +328,20 @@ mod tests {
             .replace("\"secret\"", "\"database-url\": \"postgres://%2Fvar%2Frun%2Fpostgresql/repo\", \"secret\"");
         let err = load(&json).unwrap_err().to_string();
         assert!(err.contains("sqlite:PATH"), "{err}");
+    }
+
+    #[test]
+    fn selects_the_aws_backends() {
+        let json = MINIMAL.replace(
+            "\"secret\"",
+            r#""database-url": "dynamodb://flatbucket-state", "queue-url": "https://sqs.example/q",
+               "s3": {"staging-bucket": "stage", "public-bucket": "pub"}, "secret""#,
+        );
+        let config = load(&json).unwrap();
+        assert_eq!(config.database(), Ok(DatabaseUrl::DynamoDb("flatbucket-state".into())));
+        assert_eq!(config.s3.as_ref().unwrap().staging_prefix, "build");
+        assert_eq!(config.repos["stable"].path, std::path::Path::new("repo"), "a key prefix, not a directory");
+        assert!(load(&MINIMAL.replace("\"secret\"", "\"database-url\": \"dynamodb://\", \"secret\"")).is_err());
     }
 
     #[test]

@@ -30,9 +30,14 @@ pub struct FlatManager {
 impl FlatManager {
     /// Starts a server on a free port in a fresh working directory.
     pub fn start(binaries: Binaries) -> anyhow::Result<Self> {
+        Self::start_with(binaries, |_| ())
+    }
+
+    /// Starts a server on the shipped example configuration as changed by `adjust`.
+    pub fn start_with(binaries: Binaries, adjust: impl FnOnce(&mut serde_json::Value)) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("flatbucket-server-").tempdir()?;
         let port = free_port()?;
-        write_config(dir.path(), port)?;
+        write_config(dir.path(), port, adjust)?;
         let mut server = Self { dir, port, binaries, process: None };
         server.restart()?;
         Ok(server)
@@ -107,11 +112,12 @@ impl FlatManager {
 }
 
 /// The shipped example configuration with the test's port, plus the shipped `.env`.
-fn write_config(dir: &Path, port: u16) -> anyhow::Result<()> {
+fn write_config(dir: &Path, port: u16, adjust: impl FnOnce(&mut serde_json::Value)) -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("example-config.json"))?)?;
     config["port"] = port.into();
+    adjust(&mut config);
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
     std::fs::copy(root.join("example.env"), dir.join(".env"))?;
     Ok(())

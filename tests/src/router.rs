@@ -51,8 +51,8 @@ impl TestApi {
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, CONFIG).expect("write config");
         let config = Config::load(&config_path, dir.path()).expect("config loads");
-        let (app, receiver) = AppState::embedded(config).expect("app starts");
-        tokio::spawn(Worker::new(app.clone(), receiver).run());
+        let (app, receiver) = AppState::from_config(config).await.expect("app starts");
+        tokio::spawn(Worker::new(app.clone(), receiver.expect("the in-process queue")).run());
         let router = flatbucket::api::router(app.clone());
         Self { dir, app, router }
     }

@@ -6,9 +6,13 @@ mod lease;
 mod prune;
 mod publish;
 pub mod queue;
+#[cfg(feature = "aws")]
+mod sqs;
 mod worker;
 
-pub use worker::Worker;
+#[cfg(feature = "aws")]
+pub use sqs::{parse_job_id, sqs_client, SqsDeliveries, SqsQueue};
+pub use worker::{run_job, Worker};
 
 use std::fmt::Display;
 

@@ -3,12 +3,14 @@
 //! recovers the jobs a previous process left queued or half-done.
 
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use super::queue::QueueReceiver;
 use super::{commit, prune, publish, JobContext};
 use crate::app::AppState;
 use crate::domain::build::{PublishedState, RepoState};
 use crate::domain::job::{Job, JobKind, JobStatus};
+use crate::state::StateError;
 
 /// Runs jobs for one process.
 pub struct Worker {
@@ -27,8 +29,7 @@ impl Worker {
             tracing::error!(error = %e, "could not recover unfinished jobs");
         }
         while let Some(id) = self.receiver.recv().await {
-            let app = self.app.clone();
-            tokio::spawn(async move { run_job(&app, id).await });
+            spawn_job(&self.app, id);
         }
     }
 
@@ -40,26 +41,20 @@ impl Worker {
                 self.app.state.requeue_job(job.id).await?;
                 tracing::info!(job_id = job.id, kind = job.kind.as_str(), "resuming a job interrupted by a restart");
             }
-            let app = self.app.clone();
-            tokio::spawn(async move { run_job(&app, job.id).await });
+            spawn_job(&self.app, job.id);
         }
         Ok(())
     }
 }
 
-/// Claims and runs one job, recording its end and, on failure, the build's.
-pub async fn run_job(app: &AppState, id: i64) {
-    let job = match app.state.claim_job(id).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return,
-        Err(e) => return tracing::error!(job_id = id, error = %e, "could not claim job"),
-    };
+/// Claims and runs one job, recording its end and, on failure, the build's. A job another worker
+/// holds is left alone. Errors are the state store's: the job's outcome could not be recorded,
+/// and the caller should have it delivered again.
+pub async fn run_job(app: &AppState, id: i64) -> Result<(), StateError> {
+    let Some(job) = app.state.claim_job(id).await? else { return Ok(()) };
     let ctx = JobContext { app, job: &job };
     let span = tracing::info_span!("job", job_id = id, kind = job.kind.as_str());
-    let _enter = span.enter();
-    drop(_enter);
-    let outcome = dispatch(&ctx).await;
-    let (status, results) = match outcome {
+    let (status, results) = match dispatch(&ctx).instrument(span).await {
         Ok(results) => {
             ctx.log("Job completed successfully").await;
             (JobStatus::Ended, results)
@@ -71,9 +66,17 @@ pub async fn run_job(app: &AppState, id: i64) {
             (JobStatus::Broken, json!({ "error-message": message }))
         }
     };
-    if let Err(e) = app.state.finish_job(id, status, &results.to_string()).await {
-        tracing::error!(job_id = id, error = %e, "could not record the end of the job");
-    }
+    app.state.finish_job(id, status, &results.to_string()).await
+}
+
+/// Runs a job in the background of this process, logging what could not be recorded.
+fn spawn_job(app: &AppState, id: i64) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = run_job(&app, id).await {
+            tracing::error!(job_id = id, error = %e, "could not record the job's progress; it runs again at the next start");
+        }
+    });
 }
 
 async fn dispatch(ctx: &JobContext<'_>) -> anyhow::Result<Value> {

@@ -3,11 +3,15 @@
 //! requests and workers (and, on AWS, concurrent Lambdas) cannot both win.
 
 pub mod conformance;
+#[cfg(feature = "aws")]
+mod dynamodb;
 mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "aws")]
+pub use dynamodb::{create_table, dynamodb_client, DynamoState};
 pub use sqlite::SqliteState;
 
 use crate::domain::build::{Build, BuildRef, NewBuild, PublishedState, RepoState, WrongState};

@@ -6,6 +6,8 @@ pub mod conformance;
 mod layered;
 mod local;
 mod prefixed;
+#[cfg(feature = "aws")]
+mod s3;
 
 use std::fmt::Debug;
 use std::pin::Pin;
@@ -17,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub use layered::Layered;
 pub use local::LocalStore;
 pub use prefixed::Prefixed;
+#[cfg(feature = "aws")]
+pub use s3::{s3_client, PutPolicy, S3Store};
 
 /// A streaming read of one object.
 pub type ObjectReader = Pin<Box<dyn AsyncRead + Send>>;

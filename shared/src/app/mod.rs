@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{Config, DatabaseUrl, RepoConfig};
-use crate::jobs::queue::{JobQueue, LocalQueue, QueueReceiver};
-use crate::repo::layout::init_local_repo;
+mod backends;
+
+use crate::config::{Config, RepoConfig};
+use crate::jobs::queue::{JobQueue, QueueReceiver};
 use crate::repo::summary::SummarySettings;
-use crate::state::{SqliteState, StateStore};
-use crate::store::{Layered, LocalStore, ObjectStore, Prefixed};
+use crate::state::StateStore;
+use crate::store::{Layered, ObjectStore, Prefixed};
 
 /// One published repository.
 #[derive(Debug)]
@@ -40,23 +41,14 @@ struct Keys {
 }
 
 impl AppState {
-    /// The embedded default: directories for repositories and builds, SQLite for state, an
-    /// in-process queue whose receiving end the caller hands to the worker.
-    pub fn embedded(config: Config) -> anyhow::Result<(Self, QueueReceiver)> {
-        let DatabaseUrl::Sqlite(db_path) = config.database().map_err(anyhow::Error::msg)?;
-        if let Some(parent) = db_path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let state: Arc<dyn StateStore> = Arc::new(SqliteState::open(&db_path)?);
-        let staging: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&config.build_repo_base)?);
-        let mut repos = BTreeMap::new();
-        for (name, repo) in &config.repos {
-            init_local_repo(&repo.path, repo.collection_id.as_deref())?;
-            let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&repo.path)?);
-            repos.insert(name.clone(), Repo::new(name, repo.clone(), store));
-        }
-        let (queue, receiver) = LocalQueue::new();
-        Ok((Self::new(config, state, staging, repos, Arc::new(queue))?, receiver))
+    /// Builds the backends the configuration selects — local directories or S3 buckets, SQLite or
+    /// DynamoDB, the in-process queue or SQS — and returns the receiving end of the in-process
+    /// queue when there is one, for the caller's worker.
+    pub async fn from_config(config: Config) -> anyhow::Result<(Self, Option<QueueReceiver>)> {
+        let state = backends::state(&config).await?;
+        let (staging, repos) = backends::stores(&config).await?;
+        let (queue, receiver) = backends::queue(&config).await?;
+        Ok((Self::new(config, state, staging, repos, queue)?, receiver))
     }
 
     /// Assembles the state from backends built elsewhere.
