@@ -26,6 +26,7 @@
 //! runs, each on fresh servers and fresh reference repos. The inputs were just written and the
 //! machine has RAM to spare, so the page cache is warm for both sides alike.
 
+use flatbucket_tests::machine::Machine;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -410,30 +411,6 @@ fn init_repo(iso: &Isolated, repo: &Path, collection_id: &str, parent: Option<&P
 // ---------------------------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------------------------
-
-/// What the machine is, for the line under the table.
-struct Machine {
-    cores: usize,
-    cpu: String,
-    flatpak: String,
-    ostree: String,
-}
-
-impl Machine {
-    fn detect() -> anyhow::Result<Self> {
-        let cores = std::thread::available_parallelism().context("failed to count the cores")?.get();
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").context("failed to read /proc/cpuinfo")?;
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.split_once(':')))
-            .map_or("unknown".to_owned(), |(_, model)| model.trim().to_owned());
-        let iso = Isolated::new()?;
-        let flatpak = run(iso.flatpak().arg("--version"))?.trim().to_owned();
-        let ostree = run(iso.ostree().arg("--version"))?;
-        let ostree = ostree.lines().find_map(|l| l.trim().strip_prefix("Version:")).unwrap_or("?").trim();
-        Ok(Self { cores, cpu, flatpak, ostree: format!("libostree {}", ostree.trim_matches('\'')) })
-    }
-}
 
 impl Workload {
     fn label(self, inputs: &Inputs) -> String {

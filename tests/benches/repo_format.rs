@@ -11,6 +11,7 @@
 //! [`RUNS`] runs. All runs are warm: the objects were just written, so they sit in the page cache
 //! for both tools alike and the figures are CPU-bound, not disk-bound.
 
+use flatbucket_tests::machine::Machine;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -66,30 +67,6 @@ fn main() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Reporting
 // ---------------------------------------------------------------------------------------------
-
-/// What the machine is, for the line under the table.
-struct Machine {
-    cores: usize,
-    cpu: String,
-    flatpak: String,
-    ostree: String,
-}
-
-impl Machine {
-    fn detect() -> anyhow::Result<Self> {
-        let cores = std::thread::available_parallelism().context("failed to count the cores")?.get();
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").context("failed to read /proc/cpuinfo")?;
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.split_once(':')))
-            .map_or("unknown".to_owned(), |(_, model)| model.trim().to_owned());
-        let iso = Isolated::new()?;
-        let flatpak = run(iso.flatpak().arg("--version"))?.trim().to_owned();
-        let ostree = run(iso.ostree().arg("--version"))?;
-        let ostree = ostree.lines().find_map(|l| l.trim().strip_prefix("Version:")).unwrap_or("?").trim();
-        Ok(Self { cores, cpu, flatpak, ostree: format!("libostree {}", ostree.trim_matches('\'')) })
-    }
-}
 
 /// One line of the table.
 struct Row {

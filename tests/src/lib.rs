@@ -4,6 +4,7 @@
 pub mod bigapp;
 pub mod fixture;
 pub mod flat_manager;
+pub mod machine;
 pub mod mirror;
 pub mod router;
 pub mod synthetic;

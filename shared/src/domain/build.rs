@@ -145,6 +145,58 @@ pub enum StateKind {
     Published,
 }
 
+/// The two state machines of a build, so every backend's conditional move is written once.
+pub trait BuildStateMachine: Copy + PartialEq + Send + Sync + 'static {
+    /// The field (column, attribute) holding the state, and the one holding its reason.
+    const FIELD: &'static str;
+    const REASON_FIELD: &'static str;
+    const KIND: StateKind;
+    fn of(build: &Build) -> Self;
+    fn value(self) -> i64;
+    fn name(self) -> &'static str;
+
+    /// The refusal of a move to a build in `current` when it had to be in one of `from`.
+    fn unexpected(current: Self, from: &[Self]) -> WrongState {
+        let expected: Vec<&str> = from.iter().map(|s| s.name()).collect();
+        WrongState {
+            kind: Self::KIND,
+            current: current.name(),
+            expected: expected.first().copied().unwrap_or(""),
+            message: format!("Unexpected state {}, expected one of {}", current.name(), expected.join(", ")),
+        }
+    }
+}
+
+impl BuildStateMachine for RepoState {
+    const FIELD: &'static str = "repo_state";
+    const REASON_FIELD: &'static str = "repo_state_reason";
+    const KIND: StateKind = StateKind::Repo;
+    fn of(build: &Build) -> Self {
+        build.repo_state
+    }
+    fn value(self) -> i64 {
+        self as i64
+    }
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl BuildStateMachine for PublishedState {
+    const FIELD: &'static str = "published_state";
+    const REASON_FIELD: &'static str = "published_state_reason";
+    const KIND: StateKind = StateKind::Published;
+    fn of(build: &Build) -> Self {
+        build.published_state
+    }
+    fn value(self) -> i64 {
+        self as i64
+    }
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl Build {
     /// May a commit start? Only from `uploading`, with flat-manager's messages otherwise.
     pub fn check_can_commit(&self) -> Result<(), WrongState> {

@@ -8,60 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteIte
 use super::error::{backend, backoff, contended, invalid_request, is_condition_failure, Transaction, MAX_ATTEMPTS};
 use super::items::*;
 use super::DynamoState;
-use crate::domain::build::{Build, BuildRef, NewBuild, PublishedState, RepoState, StateKind, WrongState};
+use crate::domain::build::{Build, BuildRef, BuildStateMachine, NewBuild, PublishedState, RepoState, WrongState};
 use crate::domain::job::{Job, JobKind, JobStatus};
 use crate::state::{naive_now, StateError};
-
-/// The two state machines of a build, so the conditional moves share one implementation.
-pub(super) trait StateMachine: Copy + PartialEq + Send + Sync {
-    const ATTRIBUTE: &'static str;
-    const REASON_ATTRIBUTE: &'static str;
-    const KIND: StateKind;
-    fn of(build: &Build) -> Self;
-    fn value(self) -> i64;
-    fn name(self) -> &'static str;
-}
-
-impl StateMachine for RepoState {
-    const ATTRIBUTE: &'static str = "repo_state";
-    const REASON_ATTRIBUTE: &'static str = "repo_state_reason";
-    const KIND: StateKind = StateKind::Repo;
-    fn of(build: &Build) -> Self {
-        build.repo_state
-    }
-    fn value(self) -> i64 {
-        self as i64
-    }
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl StateMachine for PublishedState {
-    const ATTRIBUTE: &'static str = "published_state";
-    const REASON_ATTRIBUTE: &'static str = "published_state_reason";
-    const KIND: StateKind = StateKind::Published;
-    fn of(build: &Build) -> Self {
-        build.published_state
-    }
-    fn value(self) -> i64 {
-        self as i64
-    }
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-/// The refusal of a move from one of `from`, worded as the SQLite store words it.
-fn unexpected_state<S: StateMachine>(current: S, from: &[S]) -> StateError {
-    let expected: Vec<&str> = from.iter().map(|s| s.name()).collect();
-    StateError::WrongState(WrongState {
-        kind: S::KIND,
-        current: current.name(),
-        expected: expected.first().copied().unwrap_or(""),
-        message: format!("Unexpected state {}, expected one of {}", current.name(), expected.join(", ")),
-    })
-}
 
 /// How a job-starting transaction moves its build.
 struct JobStart {
@@ -275,18 +224,18 @@ impl DynamoState {
     }
 
     /// Moves a build's `S` from one of `from` to `to` in one conditional update.
-    pub(super) async fn move_state<S: StateMachine>(
+    pub(super) async fn move_state<S: BuildStateMachine>(
         &self,
         build_id: i64,
         from: &[S],
         to: S,
         reason: Option<&str>,
     ) -> Result<Build, StateError> {
-        let what = format!("setting {} of build {build_id}", S::ATTRIBUTE);
+        let what = format!("setting {} of build {build_id}", S::FIELD);
         if from.is_empty() {
             // `IN ()` is not an expression; nothing is expected, so the build is never there.
             let build = self.load_build(build_id).await?;
-            return Err(unexpected_state(S::of(&build), from));
+            return Err(StateError::WrongState(S::unexpected(S::of(&build), from)));
         }
         for attempt in 0..MAX_ATTEMPTS {
             let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
@@ -296,8 +245,8 @@ impl DynamoState {
                 .table_name(&self.table)
                 .set_key(Some(build_key(build_id)))
                 .condition_expression(format!("attribute_exists(pk) AND #state IN ({})", placeholders.join(", ")))
-                .expression_attribute_names("#state", S::ATTRIBUTE)
-                .expression_attribute_names("#reason", S::REASON_ATTRIBUTE)
+                .expression_attribute_names("#state", S::FIELD)
+                .expression_attribute_names("#reason", S::REASON_FIELD)
                 .expression_attribute_values(":to", n(to.value()))
                 .return_values(ReturnValue::AllNew);
             for (placeholder, state) in placeholders.iter().zip(from) {
@@ -314,7 +263,7 @@ impl DynamoState {
                 Err(err) if is_condition_failure(&err) => {
                     let current = S::of(&self.load_build(build_id).await?);
                     if !from.contains(&current) {
-                        return Err(unexpected_state(current, from));
+                        return Err(StateError::WrongState(S::unexpected(current, from)));
                     }
                     // It left and came back between our write and our read: try again.
                     backoff(attempt).await;

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use serde::de::DeserializeOwned;
 
 use super::{naive_from_unix, naive_now, StateError, StateStore, TokenRecord};
-use crate::domain::build::{Build, BuildRef, NewBuild, PublishedState, RepoState, StateKind, WrongState};
+use crate::domain::build::{Build, BuildRef, NewBuild, PublishedState, RepoState};
 use crate::domain::job::{CommitContents, Job, JobKind, JobStatus, PublishContents};
 use crate::repo::record::RefRecord;
 

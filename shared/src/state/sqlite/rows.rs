@@ -1,6 +1,7 @@
 //! Mapping rows to domain types, and the reads and conditional writes transactions share.
 
 use super::*;
+use crate::domain::build::BuildStateMachine;
 
 pub(super) fn enum_column<T>(row: &Row<'_>, index: usize, parse: fn(i64) -> Option<T>) -> rusqlite::Result<T> {
     let value: i64 = row.get(index)?;
@@ -88,48 +89,7 @@ pub(super) fn insert_job(
     Ok(conn.last_insert_rowid())
 }
 
-/// The two state machines of a build, so the conditional moves share one implementation.
-pub(super) trait BuildState: Copy + PartialEq + Send + Sync + 'static {
-    const COLUMN: &'static str;
-    const REASON_COLUMN: &'static str;
-    const KIND: StateKind;
-    fn of(build: &Build) -> Self;
-    fn value(self) -> i64;
-    fn name(self) -> &'static str;
-}
-
-impl BuildState for RepoState {
-    const COLUMN: &'static str = "repo_state";
-    const REASON_COLUMN: &'static str = "repo_state_reason";
-    const KIND: StateKind = StateKind::Repo;
-    fn of(build: &Build) -> Self {
-        build.repo_state
-    }
-    fn value(self) -> i64 {
-        self as i64
-    }
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl BuildState for PublishedState {
-    const COLUMN: &'static str = "published_state";
-    const REASON_COLUMN: &'static str = "published_state_reason";
-    const KIND: StateKind = StateKind::Published;
-    fn of(build: &Build) -> Self {
-        build.published_state
-    }
-    fn value(self) -> i64 {
-        self as i64
-    }
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-/// Moves a build's `S` from one of `from` to `to`, refusing with the current state otherwise.
-pub(super) fn move_state<S: BuildState>(
+pub(super) fn move_state<S: BuildStateMachine>(
     tx: &Transaction<'_>,
     build_id: i64,
     from: &[S],
@@ -139,15 +99,9 @@ pub(super) fn move_state<S: BuildState>(
     let build = load_build(tx, build_id)?;
     let current = S::of(&build);
     if !from.contains(&current) {
-        let expected: Vec<&str> = from.iter().map(|s| s.name()).collect();
-        return Err(StateError::WrongState(WrongState {
-            kind: S::KIND,
-            current: current.name(),
-            expected: expected.first().copied().unwrap_or(""),
-            message: format!("Unexpected state {}, expected one of {}", current.name(), expected.join(", ")),
-        }));
+        return Err(StateError::WrongState(S::unexpected(current, from)));
     }
-    let sql = format!("UPDATE builds SET {} = ?1, {} = ?2 WHERE id = ?3", S::COLUMN, S::REASON_COLUMN);
+    let sql = format!("UPDATE builds SET {} = ?1, {} = ?2 WHERE id = ?3", S::FIELD, S::REASON_FIELD);
     tx.execute(&sql, params![to.value(), reason, build_id]).context(&format!("updating build {build_id}"))?;
     load_build(tx, build_id)
 }
