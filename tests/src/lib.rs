@@ -1,6 +1,8 @@
 //! Shared helpers for flatbucket's end-to-end suites: running the real
 //! `flatpak` and `ostree` tools in isolation and building Flatpak fixtures.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod bigapp;
 pub mod fixture;
 pub mod flat_manager;

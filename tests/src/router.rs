@@ -47,9 +47,16 @@ pub struct TestApi {
 
 impl TestApi {
     pub async fn start() -> Self {
+        Self::start_with(|_| ()).await
+    }
+
+    /// Starts on the test configuration as changed by `adjust` (e.g. to select other backends).
+    pub async fn start_with(adjust: impl FnOnce(&mut Value)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("config.json");
-        std::fs::write(&config_path, CONFIG).expect("write config");
+        let mut config: Value = serde_json::from_str(CONFIG).expect("test config parses");
+        adjust(&mut config);
+        std::fs::write(&config_path, config.to_string()).expect("write config");
         let config = Config::load(&config_path, dir.path()).expect("config loads");
         let (app, receiver) = AppState::from_config(config).await.expect("app starts");
         tokio::spawn(Worker::new(app.clone(), receiver.expect("the in-process queue")).run());
