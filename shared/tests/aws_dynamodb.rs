@@ -40,14 +40,7 @@ async fn store() -> (Client, DynamoState) {
 }
 
 fn new_build() -> NewBuild {
-    NewBuild {
-        repo: "stable".into(),
-        app_id: Some("org.example.App".into()),
-        public_download: true,
-        build_log_url: None,
-        token_name: None,
-        token_type: None,
-    }
+    conformance::new_build("stable", Some("org.example.App"))
 }
 
 fn commit_of(build: i64) -> CommitContents {

@@ -59,7 +59,8 @@ pub async fn standalone_jobs_are_queued_for_their_repo(store: &dyn StateStore) {
     assert!(store.unfinished_jobs().await.unwrap().iter().any(|j| j.id == job.id));
 }
 
-fn new_build(repo: &str, app_id: Option<&str>) -> NewBuild {
+/// A build of `repo` (and `app_id`) as a client would create it.
+pub fn new_build(repo: &str, app_id: Option<&str>) -> NewBuild {
     NewBuild {
         repo: repo.to_owned(),
         app_id: app_id.map(str::to_owned),

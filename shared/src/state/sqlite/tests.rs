@@ -11,14 +11,7 @@ fn state() -> (tempfile::TempDir, SqliteState) {
 }
 
 fn new_build() -> NewBuild {
-    NewBuild {
-        repo: "stable".into(),
-        app_id: Some("org.example.App".into()),
-        public_download: true,
-        build_log_url: None,
-        token_name: None,
-        token_type: None,
-    }
+    conformance::new_build("stable", Some("org.example.App"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
