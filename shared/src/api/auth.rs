@@ -19,15 +19,22 @@ impl FromRequestParts<AppState> for Token {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let text = bearer(&parts.headers, app.token_prefix())?;
-        let claims = Claims::decode(text, app.secret(), chrono::Utc::now().timestamp())
-            .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
-        if let Some(jti) = &claims.jti {
-            app.state.use_token(jti, claims.exp).await?;
-        }
+        let claims = verified_claims(app, &parts.headers, app.secret()).await?;
         tracing::debug!(token = claims.name.as_deref().unwrap_or("-"), sub = %claims.sub, "authenticated");
         Ok(Token(claims))
     }
+}
+
+/// The claims of the request's bearer token signed with `key`, not expired, and not revoked (its
+/// `jti`, if any, is recorded as used).
+pub async fn verified_claims(app: &AppState, headers: &HeaderMap, key: &[u8]) -> Result<Claims, ApiError> {
+    let text = bearer(headers, app.token_prefix())?;
+    let claims =
+        Claims::decode(text, key, chrono::Utc::now().timestamp()).map_err(|e| ApiError::InvalidToken(e.to_string()))?;
+    if let Some(jti) = &claims.jti {
+        app.state.use_token(jti, claims.exp).await?;
+    }
+    Ok(claims)
 }
 
 /// The token text of an `Authorization: Bearer …` header, without the configured prefix.

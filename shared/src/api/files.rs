@@ -7,11 +7,11 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio_util::io::ReaderStream;
 
-use super::auth::bearer;
+use super::auth::verified_claims;
 use super::error::ApiError;
 use crate::app::{AppState, Repo};
 use crate::domain::build::Build;
-use crate::domain::token::{Claims, Scope};
+use crate::domain::token::Scope;
 use crate::repo::commit::Commit;
 use crate::repo::layout::cache_control;
 use crate::repo::refs::FlatpakRef;
@@ -139,16 +139,6 @@ async fn check_download_token(app: &AppState, headers: &HeaderMap, repo: &Repo, 
 async fn check_build_token(app: &AppState, headers: &HeaderMap, build: &Build) -> Result<(), ApiError> {
     let claims = verified_claims(app, headers, app.secret()).await?;
     super::auth::Token(claims).require_build(build, &[Scope::Download])
-}
-
-async fn verified_claims(app: &AppState, headers: &HeaderMap, key: &[u8]) -> Result<Claims, ApiError> {
-    let text = bearer(headers, app.token_prefix())?;
-    let claims =
-        Claims::decode(text, key, chrono::Utc::now().timestamp()).map_err(|e| ApiError::InvalidToken(e.to_string()))?;
-    if let Some(jti) = &claims.jti {
-        app.state.use_token(jti, claims.exp).await?;
-    }
-    Ok(claims)
 }
 
 #[cfg(test)]
