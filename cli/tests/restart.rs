@@ -30,7 +30,7 @@ async fn wait_for(state: &SqliteState, id: i64, what: &str, ready: impl Fn(&Buil
                 return Ok(build);
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "build {id} never became {what}");
+        anyhow::ensure!(Instant::now() < deadline, "build {id} never became {what}: {:?}", state.get_build(id).await);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -55,7 +55,9 @@ async fn jobs_survive_a_server_killed_during_commit_and_publish() -> anyhow::Res
     server.kill();
     let at_kill = state.get_build(id).await?;
     server.restart()?;
-    wait_for(&state, id, "publishing", |b| b.published_state != PublishedState::Unpublished).await?;
+    wait_for(&state, id, "publishing", |b| b.published_state != PublishedState::Unpublished)
+        .await
+        .map_err(|e| e.context(format!("server log:\n{}", server.log())))?;
     server.kill();
     server.restart()?;
 

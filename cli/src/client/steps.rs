@@ -35,8 +35,11 @@ pub enum PublishOutcome {
 
 /// Starts the commit job, follows it to its end, then waits for the build's check hooks.
 pub async fn commit_build(api: &Api, build: &BuildUrl, request: &CommitRequest) -> Result<JobReport, ClientError> {
-    let reply = api.commit(build, request).await?;
-    let url = reply.location.unwrap_or_else(|| build.join("commit"));
+    let url = match api.commit(build, request).await {
+        Ok(reply) => reply.location.unwrap_or_else(|| build.join("commit")),
+        Err(error) if is_in_state(&error, "committing") => running_job(build, "commit"),
+        Err(error) => return Err(error),
+    };
     let report = follow_job(api, &url).await?;
     wait_for_checks(api, build).await?;
     Ok(report)
@@ -66,17 +69,37 @@ async fn wait_for_checks(api: &Api, build: &BuildUrl) -> Result<(), ClientError>
 
 /// Starts the publish job and follows it as far as `wait` says.
 pub async fn publish_build(api: &Api, build: &BuildUrl, wait: PublishWait) -> Result<PublishOutcome, ClientError> {
-    let reply = match api.publish(build).await {
-        Ok(reply) => reply,
+    let waiting = wait.publish || wait.update;
+    let mut report = match api.publish(build).await {
+        Ok(reply) => {
+            let url = reply.location.unwrap_or_else(|| build.join("publish"));
+            if waiting {
+                follow_job(api, &url).await?
+            } else {
+                JobReport::new(reply.body, Some(url))
+            }
+        }
+        Err(error) if waiting && is_in_state(&error, "publishing") => {
+            follow_job(api, &running_job(build, "publish")).await?
+        }
         Err(error) => return already_handled(error).map(PublishOutcome::AlreadyHandled),
     };
-    let url = reply.location.unwrap_or_else(|| build.join("publish"));
-    let mut report =
-        if wait.publish || wait.update { follow_job(api, &url).await? } else { JobReport::new(reply.body, Some(url)) };
     if let Some(id) = report.update_repo_job() {
         report.update_job = update_job(api, &build.manager().job(id), wait.update).await?.map(Box::new);
     }
     Ok(PublishOutcome::Job(Box::new(report)))
+}
+
+/// A 400 wrong-state answer saying the build is in `state`: when a retried request's first attempt
+/// reached the server (or someone else started the same job), the job to follow already exists.
+fn is_in_state(error: &ClientError, state: &str) -> bool {
+    error.status() == Some(400) && error.api_details().and_then(|d| d.current_state.as_deref()) == Some(state)
+}
+
+/// The build's running commit or publish job, followed instead of starting another.
+fn running_job(build: &BuildUrl, which: &str) -> String {
+    eprintln!("The build's {which} job is already running; following it");
+    build.join(which)
 }
 
 /// A 400 saying the build is already published, publishing or validating is success.
@@ -137,5 +160,13 @@ mod tests {
             assert!(already_handled(wrong_state(400, state)).is_err(), "{state}");
         }
         assert!(already_handled(wrong_state(500, "published")).is_err());
+    }
+
+    #[test]
+    fn a_job_already_running_is_followed_not_refused() {
+        assert!(is_in_state(&wrong_state(400, "committing"), "committing"));
+        assert!(is_in_state(&wrong_state(400, "publishing"), "publishing"));
+        assert!(!is_in_state(&wrong_state(400, "failed"), "committing"));
+        assert!(!is_in_state(&wrong_state(500, "committing"), "committing"));
     }
 }
