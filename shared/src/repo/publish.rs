@@ -22,7 +22,8 @@ const COPY_CONCURRENCY: usize = 16;
 /// Largest summary file read back.
 const MAX_SUMMARY_SIZE: u64 = 256 * 1024 * 1024;
 
-/// Copies objects from `src` to `dst`, content first, then dirmeta, dirtree, commitmeta and
+/// Copies objects from `src` to `dst` (by hard link or server-side copy where the stores allow it),
+/// content first, then dirmeta, dirtree, commitmeta and
 /// commits, skipping objects `dst` has. Returns how many were copied.
 pub async fn copy_objects(
     src: &dyn ObjectStore,
@@ -47,27 +48,14 @@ async fn copy_object(src: &dyn ObjectStore, dst: &dyn ObjectStore, name: &Object
     if dst.head(&key).await?.is_some() {
         return Ok(false);
     }
-    if let (Some(from), Some(to)) = (src.local_path(&key), dst.local_path(&key)) {
-        // Objects are immutable, so both directories can share the file.
-        if let Ok(Some(wrote)) = tokio::task::spawn_blocking(move || hard_link(&from, &to)).await {
-            return Ok(wrote);
+    // Objects are immutable: a hard link or a server-side copy when the stores allow it.
+    if let Some(location) = src.locate(&key).await? {
+        if dst.copy_located(&location, &key).await? {
+            return Ok(true);
         }
     }
     let data = read_limited(src, &key, u64::MAX - 1).await?;
     dst.put_if_absent(&key, Bytes::from(data)).await
-}
-
-/// Links `from` to `to`: `Some(true)` when linked, `Some(false)` when `to` exists, `None` when
-/// linking is not possible here (another filesystem, `from` missing) and bytes must be copied.
-fn hard_link(from: &std::path::Path, to: &std::path::Path) -> Option<bool> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).ok()?;
-    }
-    match std::fs::hard_link(from, to) {
-        Ok(()) => Some(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(false),
-        Err(_) => None,
-    }
 }
 
 /// Writes `config` and makes sure the repository layout ostree expects exists.

@@ -2,11 +2,12 @@
 //! builds on, so objects the repository already has need not be uploaded again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ByteStream, ObjectReader, ObjectStore, StoreError};
+use super::{ByteStream, Location, ObjectReader, ObjectStore, PresignedPut, StoreError};
 
 /// Reads from `top`, then `bottom`; writes go to `top` only.
 #[derive(Debug, Clone)]
@@ -60,12 +61,28 @@ impl ObjectStore for Layered {
         self.top.delete(key).await
     }
 
+    async fn locate(&self, key: &str) -> Result<Option<Location>, StoreError> {
+        match self.top.head(key).await? {
+            Some(_) => self.top.locate(key).await,
+            None => self.bottom.locate(key).await,
+        }
+    }
+
+    async fn copy_located(&self, source: &Location, to: &str) -> Result<bool, StoreError> {
+        self.top.copy_located(source, to).await
+    }
+
     /// The top layer's file if it exists, else the bottom's (a stat, no read).
     fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
         match self.top.local_path(key) {
             Some(path) if path.exists() => Some(path),
             _ => self.bottom.local_path(key),
         }
+    }
+
+    /// A write to the top layer, where writes go.
+    async fn presign_put(&self, key: &str, size: u64, expires: Duration) -> Result<Option<PresignedPut>, StoreError> {
+        self.top.presign_put(key, size, expires).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -95,5 +112,14 @@ mod tests {
         assert_eq!(top.head("objects/bb/y").await.unwrap(), Some(3));
         assert_eq!(bottom.head("objects/bb/y").await.unwrap(), None);
         assert_eq!(layered.list("objects/").await.unwrap(), ["objects/aa/x", "objects/bb/y"]);
+    }
+
+    #[tokio::test]
+    async fn directories_hand_out_no_presigned_writes() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let top: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(a.path()).unwrap());
+        let layered = Layered::new(top, Arc::new(LocalStore::new(b.path()).unwrap()));
+        assert_eq!(layered.presign_put("objects/aa/x", 3, Duration::from_secs(60)).await.unwrap(), None);
+        assert!(layered.presign_put("../x", 3, Duration::from_secs(60)).await.is_err());
     }
 }

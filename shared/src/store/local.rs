@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use futures::StreamExt;
 
-use super::{validate_key, ByteStream, ObjectReader, ObjectStore, StoreError};
+use super::{validate_key, ByteStream, Location, ObjectReader, ObjectStore, StoreError};
 
 /// Temporary files live here, inside the root so renames stay on one filesystem.
 const TMP_DIR: &str = ".flatbucket-tmp";
@@ -232,6 +232,27 @@ impl ObjectStore for LocalStore {
         .await
     }
 
+    async fn locate(&self, key: &str) -> Result<Option<Location>, StoreError> {
+        Ok(Some(Location::File(self.path(key)?)))
+    }
+
+    /// A hard link: both directories share the immutable file. Another filesystem leaves the copy
+    /// to the caller.
+    async fn copy_located(&self, source: &Location, to: &str) -> Result<bool, StoreError> {
+        let Location::File(from) = source else { return Ok(false) };
+        let (from, dst) = (from.clone(), self.path(to)?);
+        blocking(to, move || {
+            ensure_parent(&dst)?;
+            match fs::hard_link(&from, &dst) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+                Err(_) => Ok(false),
+            }
+        })
+        .await
+    }
+
     fn local_path(&self, key: &str) -> Option<PathBuf> {
         self.path(key).ok()
     }
@@ -297,6 +318,22 @@ mod tests {
         let (_dir, store) = store();
         let prefixed = crate::store::Prefixed::new(std::sync::Arc::new(store), "build/7").unwrap();
         conformance::run_all(&prefixed).await;
+    }
+
+    #[tokio::test]
+    async fn copies_located_objects_between_directories_by_hard_link() {
+        let ((_a, src), (_b, dst)) = (store(), store());
+        src.put("objects/ab/c.filez", Bytes::from_static(b"content")).await.unwrap();
+        let location = src.locate("objects/ab/c.filez").await.unwrap().unwrap();
+        assert!(dst.copy_located(&location, "objects/ab/c.filez").await.unwrap());
+        assert!(dst.copy_located(&location, "objects/ab/c.filez").await.unwrap(), "an existing copy is fine");
+        let (from, to) = (src.local_path("objects/ab/c.filez").unwrap(), dst.local_path("objects/ab/c.filez").unwrap());
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&from).unwrap().ino(), fs::metadata(&to).unwrap().ino());
+        let s3 = Location::S3 { bucket: "b".into(), key: "objects/ab/c.filez".into() };
+        assert!(!dst.copy_located(&s3, "objects/ab/d.filez").await.unwrap(), "no hard link from a bucket");
+        let missing = src.locate("objects/ab/none.filez").await.unwrap().unwrap();
+        assert!(dst.copy_located(&missing, "objects/ab/none.filez").await.unwrap_err().is_not_found());
     }
 
     #[tokio::test]

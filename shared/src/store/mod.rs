@@ -9,8 +9,10 @@ mod prefixed;
 #[cfg(feature = "aws")]
 mod s3;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,6 +29,14 @@ pub type ObjectReader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// A streaming write of one object.
 pub type ByteStream = Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Where an object is stored, named so that another store can copy it without passing its bytes
+/// through us: a hard link on one filesystem, a CopyObject between buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(std::path::PathBuf),
+    S3 { bucket: String, key: String },
+}
 
 /// What went wrong in a store, by meaning.
 #[derive(Debug, thiserror::Error)]
@@ -76,11 +86,43 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Every key that starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Where `key` is stored, for [`ObjectStore::copy_located`] on another store; `None` when this
+    /// backend cannot name it. For a layered store, the location in the layer that has the key.
+    async fn locate(&self, _key: &str) -> Result<Option<Location>, StoreError> {
+        Ok(None)
+    }
+
+    /// Writes `to` as a copy of the object at `source` (another store's [`ObjectStore::locate`])
+    /// without reading it, when this backend can copy from there; `Ok(false)` when it cannot (a
+    /// location of another kind, another filesystem) and the caller must copy the bytes; `NotFound`
+    /// when the source is missing. Meant for immutable objects: an existing `to` is left as it is
+    /// or replaced by the same bytes.
+    async fn copy_located(&self, _source: &Location, _to: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     /// Where the object is on the local filesystem, for backends that are directories: lets CPU-bound
     /// readers (verification) read it on a blocking thread without async hops. `None` elsewhere.
     fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
         None
     }
+
+    /// A request through which a client holding no credentials can write exactly `size` bytes as
+    /// `key` until `expires` has passed, so large uploads need not pass through us; `None` when this
+    /// backend cannot hand such requests out (directories).
+    async fn presign_put(&self, key: &str, _size: u64, _expires: Duration) -> Result<Option<PresignedPut>, StoreError> {
+        validate_key(key)?;
+        Ok(None)
+    }
+}
+
+/// A presigned write of one object: `PUT` the bytes to `url` with exactly `headers`, which sign the
+/// declared size (`content-length`) and `content-type: application/octet-stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPut {
+    pub url: String,
+    /// Lower-case header names and their values.
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Reads a whole object, refusing ones larger than `limit` bytes.

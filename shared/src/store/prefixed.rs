@@ -1,11 +1,12 @@
 //! A view of a store below a key prefix, so a repository can live at `build/<id>/` of a bucket.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{validate_key, ByteStream, ObjectReader, ObjectStore, StoreError};
+use super::{validate_key, ByteStream, Location, ObjectReader, ObjectStore, PresignedPut, StoreError};
 
 /// Adds `prefix/` to every key of the wrapped store.
 #[derive(Debug, Clone)]
@@ -57,8 +58,20 @@ impl ObjectStore for Prefixed {
         self.inner.delete(&self.full(key)?).await
     }
 
+    async fn locate(&self, key: &str) -> Result<Option<Location>, StoreError> {
+        self.inner.locate(&self.full(key)?).await
+    }
+
+    async fn copy_located(&self, source: &Location, to: &str) -> Result<bool, StoreError> {
+        self.inner.copy_located(source, &self.full(to)?).await
+    }
+
     fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_path(&self.full(key).ok()?)
+    }
+
+    async fn presign_put(&self, key: &str, size: u64, expires: Duration) -> Result<Option<PresignedPut>, StoreError> {
+        self.inner.presign_put(&self.full(key)?, size, expires).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::http::{HttpRequest, HttpResponse};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -20,7 +20,7 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use super::{validate_key, ByteStream, ObjectReader, ObjectStore, StoreError};
+use super::{validate_key, ByteStream, Location, ObjectReader, ObjectStore, PresignedPut, StoreError};
 use crate::repo::layout::cache_control;
 
 /// Streamed writes up to this size are one PutObject; larger ones a multipart upload of parts of
@@ -90,24 +90,11 @@ impl S3Store {
         (self.policy == PutPolicy::PublicRepository).then(|| cache_control(key))
     }
 
-    /// A URL that lets its holder PUT the object `key` (with no credentials) until `expires`
-    /// passes; at most 7 days. The URL signs no headers, so any client can use it as it is, and
-    /// the object gets no Cache-Control: meant for staging (private) stores, from which objects
-    /// reach a public repository through [`ObjectStore::copy`] or [`S3Store::copy_from`], which set
-    /// its headers. Clients should send `Content-Type: application/octet-stream`: moto (not S3)
-    /// stores a body sent as a form (curl's default type) as empty.
-    pub async fn presign_put(&self, key: &str, expires: Duration) -> Result<String, StoreError> {
-        let full = self.full(key)?;
-        let config = PresigningConfig::expires_in(expires).map_err(|e| io_error(key, e))?;
-        let request = self.client.put_object().bucket(&self.bucket).key(full).presigned(config).await;
-        Ok(request.map_err(|e| sdk_error(key, e))?.uri().to_owned())
-    }
-
-    /// Copies `from` of `source` (possibly another bucket) to `to` of this store on the server,
-    /// with this store's headers: how published objects go from the staging bucket into a public
-    /// repository. Objects up to 5 GiB (CopyObject's limit).
-    pub async fn copy_from(&self, source: &S3Store, from: &str, to: &str) -> Result<(), StoreError> {
-        let copy_source = format!("{}/{}", source.bucket, encode_copy_source(&source.full(from)?));
+    /// Copies `bucket`/`source_key` to `to` of this store on the server, with this store's
+    /// headers: how published objects go from the staging bucket into a public repository.
+    /// Objects up to 5 GiB (CopyObject's limit).
+    async fn copy_object(&self, bucket: &str, source_key: &str, to: &str) -> Result<(), StoreError> {
+        let copy_source = format!("{bucket}/{}", encode_copy_source(source_key));
         // Headers depend on the destination key (and the source may have come from a presigned
         // upload with any type), so they are set, not copied.
         let request = self
@@ -119,12 +106,22 @@ impl S3Store {
             .metadata_directive(MetadataDirective::Replace)
             .content_type(CONTENT_TYPE)
             .set_cache_control(self.cache_control(to).map(str::to_owned));
-        match request.send().await.map_err(|e| sdk_error(from, e)) {
+        match request.send().await.map_err(|e| sdk_error(source_key, e)) {
             // 403 means a missing source without ListBucket, or no right to write `to`.
-            Err(e) if outcome(&e) == Outcome::Denied && source.head(from).await?.is_none() => {
-                Err(StoreError::NotFound(from.to_owned()))
+            Err(e) if outcome(&e) == Outcome::Denied && self.head_bucket_key(bucket, source_key).await?.is_none() => {
+                Err(StoreError::NotFound(source_key.to_owned()))
             }
             result => result.map(drop),
+        }
+    }
+
+    /// The size of `bucket`/`key` (a full key), or `None` when it does not exist.
+    async fn head_bucket_key(&self, bucket: &str, key: &str) -> Result<Option<u64>, StoreError> {
+        let request = self.client.head_object().bucket(bucket).key(key);
+        match request.send().await.map_err(|e| read_error(key, e)) {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).try_into().unwrap_or(0))),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -218,12 +215,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let request = self.client.head_object().bucket(&self.bucket).key(self.full(key)?);
-        match request.send().await.map_err(|e| read_error(key, e)) {
-            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).try_into().unwrap_or(0))),
-            Err(StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.head_bucket_key(&self.bucket, &self.full(key)?).await
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
@@ -261,7 +253,43 @@ impl ObjectStore for S3Store {
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
-        self.copy_from(self, from, to).await
+        self.copy_object(&self.bucket, &self.full(from)?, to).await
+    }
+
+    async fn locate(&self, key: &str) -> Result<Option<Location>, StoreError> {
+        Ok(Some(Location::S3 { bucket: self.bucket.clone(), key: self.full(key)? }))
+    }
+
+    async fn copy_located(&self, source: &Location, to: &str) -> Result<bool, StoreError> {
+        let Location::S3 { bucket, key } = source else { return Ok(false) };
+        self.copy_object(bucket, key, to).await.map(|()| true)
+    }
+
+    /// A presigned PutObject that signs the size as `Content-Length` (S3 refuses any other length
+    /// with SignatureDoesNotMatch) and `Content-Type: application/octet-stream`. The size is also a
+    /// signed query parameter, `content-length`, which S3 covers by the signature and otherwise
+    /// ignores, and which servers that check such parameters against the request instead of
+    /// verifying signatures (moto) enforce too. The object gets no Cache-Control: meant for
+    /// staging (private) stores, from which objects reach a public repository through
+    /// [`ObjectStore::copy_located`], which sets its headers. At most 7 days.
+    async fn presign_put(&self, key: &str, size: u64, expires: Duration) -> Result<Option<PresignedPut>, StoreError> {
+        let full = self.full(key)?;
+        let length = i64::try_from(size).map_err(|e| io_error(key, e))?;
+        let config = PresigningConfig::expires_in(expires).map_err(|e| io_error(key, e))?;
+        let request = self.client.put_object().bucket(&self.bucket).key(full).content_type(CONTENT_TYPE);
+        let presigned = request
+            .content_length(length)
+            .customize()
+            .map_request(move |mut request: HttpRequest| {
+                let separator = if request.uri().contains('?') { '&' } else { '?' };
+                let uri = format!("{}{separator}x-probe={size}", request.uri()); eprintln!("URI {uri}");
+                request.set_uri(uri).map(|()| request)
+            })
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        let headers = presigned.headers().map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned())).collect();
+        Ok(Some(PresignedPut { url: presigned.uri().to_owned(), headers }))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
