@@ -12,6 +12,7 @@ mod object;
 pub mod publish;
 pub mod record;
 pub mod refs;
+pub mod retire;
 pub mod rewrite;
 pub mod summary;
 pub mod verify;

@@ -3,13 +3,14 @@
 //! `summary.idx` as the switch and the compat `summary` last. A crash between any two writes
 //! leaves every published file pointing only at objects that already exist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::layout::{ref_file, repo_config};
 use super::record::RefRecord;
+use super::retire;
 use super::summary::{
     all_subsummaries, compat_summary, gunzip, gzip, parse_index, summary_diff, summary_index, DeltaListing, IndexEntry,
     SummarySettings,
@@ -82,6 +83,12 @@ pub struct SummaryFiles {
     pub index: Vec<u8>,
     /// The compat `summary`.
     pub compat: Vec<u8>,
+    /// The `summaries/` files this index names.
+    pub named: BTreeSet<String>,
+    /// The `summaries/` files the previous index named and this one does not.
+    pub retired: Vec<String>,
+    /// When these summaries were made, seconds since the epoch.
+    pub now: u64,
 }
 
 impl SummaryFiles {
@@ -100,8 +107,15 @@ pub async fn build_summaries(
     now: u64,
 ) -> Result<SummaryFiles, StoreError> {
     let previous = read_previous_index(dst).await?;
-    let mut files =
-        SummaryFiles { subsummaries: Vec::new(), deltas: Vec::new(), index: Vec::new(), compat: Vec::new() };
+    let mut files = SummaryFiles {
+        subsummaries: Vec::new(),
+        deltas: Vec::new(),
+        index: Vec::new(),
+        compat: Vec::new(),
+        named: BTreeSet::new(),
+        retired: Vec::new(),
+        now,
+    };
     let mut entries = BTreeMap::new();
     for (name, (digest, bytes)) in all_subsummaries(records) {
         let candidates = previous
@@ -122,16 +136,30 @@ pub async fn build_summaries(
     }
     files.index = summary_index(&entries, settings, now);
     files.compat = compat_summary(records, settings, static_deltas, now);
+    files.named = retire::referenced(entries.values());
+    files.retired = retire::referenced(previous.values()).difference(&files.named).cloned().collect();
     Ok(files)
 }
 
-/// Writes the summary files: immutable ones first, then `summary.idx`, then `summary`.
+/// Writes the summary files: immutable ones first, then `summary.idx`, then `summary`; then
+/// records the files the new index retires and deletes those retired long enough ago
+/// ([`retire`]). That clean-up only logs its failures: the summaries are published by then.
 pub async fn write_summaries(dst: &dyn ObjectStore, files: &SummaryFiles) -> Result<(), StoreError> {
     for (key, bytes) in files.subsummaries.iter().chain(&files.deltas) {
         dst.put_if_absent(key, Bytes::from(bytes.clone())).await?;
     }
     dst.put("summary.idx", Bytes::from(files.index.clone())).await?;
-    dst.put("summary", Bytes::from(files.compat.clone())).await
+    dst.put("summary", Bytes::from(files.compat.clone())).await?;
+    let tag = files.index_digest().to_hex();
+    if let Err(e) = retire::record(dst, &files.retired, &tag, files.now).await {
+        tracing::warn!(error = %e, "could not record the retired summary files; they stay");
+    }
+    match retire::sweep(dst, &files.named, files.now).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "deleted summary files retired more than the grace period ago"),
+        Err(e) => tracing::warn!(error = %e, "could not delete retired summary files; the next publish retries"),
+    }
+    Ok(())
 }
 
 async fn read_previous_index(dst: &dyn ObjectStore) -> Result<BTreeMap<String, IndexEntry>, StoreError> {
@@ -153,4 +181,55 @@ async fn read_subsummary(dst: &dyn ObjectStore, digest: &Checksum) -> Result<Opt
         Err(e) => return Err(e),
     };
     Ok(gunzip(&compressed, MAX_SUMMARY_SIZE).ok().filter(|bytes| Checksum::of(bytes) == *digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::record::FlatpakData;
+    use crate::store::LocalStore;
+
+    fn records(commit: &[u8]) -> Vec<RefRecord> {
+        vec![RefRecord {
+            name: "app/org.example.App/x86_64/stable".into(),
+            commit: Checksum::of(commit),
+            commit_size: 100,
+            timestamp: 1_700_000_000,
+            flatpak: Some(FlatpakData {
+                metadata: "[Application]\nname=org.example.App\n".into(),
+                ..Default::default()
+            }),
+        }]
+    }
+
+    async fn publish(store: &LocalStore, commit: &[u8], now: u64) -> SummaryFiles {
+        let files = build_summaries(store, &records(commit), &SummarySettings::default(), &[], now).await.unwrap();
+        write_summaries(store, &files).await.unwrap();
+        files
+    }
+
+    #[tokio::test]
+    async fn superseded_summary_files_go_only_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let t = 1_800_000_000;
+        let first = publish(&store, b"v1", t).await;
+        let second = publish(&store, b"v2", t + 10).await;
+        assert!(!second.retired.is_empty() && second.retired.iter().all(|key| !second.named.contains(key)));
+        let old: Vec<&String> = first.named.iter().filter(|key| !second.named.contains(*key)).collect();
+        assert!(!old.is_empty());
+        for key in &old {
+            assert!(store.head(key).await.unwrap().is_some(), "{key} is kept while caches may name it");
+        }
+        let third = publish(&store, b"v3", t + 10 + retire::GRACE_SECS).await;
+        for key in &old {
+            assert!(store.head(key).await.unwrap().is_none(), "{key} is gone after the grace period");
+        }
+        for key in second.named.iter().filter(|key| !third.named.contains(*key)) {
+            assert!(store.head(key).await.unwrap().is_some(), "{key} was retired just now");
+        }
+        for key in &third.named {
+            assert!(store.head(key).await.unwrap().is_some(), "{key} is named by the current index");
+        }
+    }
 }
