@@ -3,7 +3,7 @@
 # missing. Idempotent: does nothing (and touches no network) when all are there.
 set -euo pipefail
 
-packages=(ostree flatpak gnupg busybox-static libostree-dev pkg-config python3 python3-venv curl)
+packages=(ostree flatpak gnupg busybox-static libostree-dev pkg-config python3 python3-venv curl nodejs)
 
 missing=()
 for pkg in "${packages[@]}"; do
