@@ -32,10 +32,18 @@ pub async fn load_app() -> anyhow::Result<AppState> {
     Ok(app)
 }
 
+/// Lambda's limit on a synchronous invocation's request payload (6 MB).
+const LAMBDA_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
+/// The largest request body that fits in it: API Gateway base64-encodes binary bodies (4 bytes for
+/// every 3) into an event that also carries the request's headers, given 64 KiB here. Larger
+/// requests are refused with a 413 that points to presigned uploads (`upload_urls`).
+pub const MAX_REQUEST_BODY: u64 = LAMBDA_PAYLOAD_LIMIT / 4 * 3 - 64 * 1024;
+
 /// Serves the flat-manager API through API Gateway.
 pub async fn serve_api() -> Result<(), lambda_http::Error> {
     init_tracing();
-    let app = load_app().await.map_err(|e| format!("{e:#}"))?;
+    let mut app = load_app().await.map_err(|e| format!("{e:#}"))?;
+    app.max_request_body = Some(MAX_REQUEST_BODY);
     lambda_http::run(flatbucket::api::router(app)).await
 }
 

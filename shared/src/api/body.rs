@@ -1,15 +1,21 @@
 //! Request bodies: JSON, possibly gzip-compressed (`Content-Encoding: gzip`, as clients send
 //! `missing_objects`), possibly on a GET, with limits on the *decompressed* size so a gzip bomb
-//! costs nothing.
+//! costs nothing; and the deployment's limit on any request body (a Lambda function's payload).
 
 use std::io::Read;
 
 use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::BytesMut;
 use flate2::read::GzDecoder;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::app::AppState;
 
 /// Most JSON bodies (flat-manager's default).
 pub const JSON_LIMIT: usize = 2 * 1024 * 1024;
@@ -39,4 +45,41 @@ fn gunzip(data: &[u8], limit: usize) -> Option<Result<Vec<u8>, ApiError>> {
         Ok(_) => Some(Ok(out)),
         Err(e) => Some(Err(ApiError::bad_request(format!("Invalid gzip body: {e}")))),
     }
+}
+
+/// Refuses a request whose body is larger than [`AppState::max_request_body`] with 413, saying
+/// how to send less; without that limit requests pass as they are. Under the limit the body is
+/// read whole first (on Lambda it already is: the function receives it in its event).
+pub async fn limit_request_body(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(limit) = app.max_request_body else {
+        return Ok(next.run(request).await);
+    };
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|size| *size > limit) {
+        return Err(too_large_request(Some(size), limit));
+    }
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Broken request body: {e}")))?;
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(too_large_request(None, limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(next.run(Request::from_parts(parts, Body::from(bytes.freeze()))).await)
+}
+
+fn too_large_request(size: Option<u64>, limit: u64) -> ApiError {
+    let size = size.map_or_else(|| "Request body".to_owned(), |size| format!("Request body of {size} bytes"));
+    ApiError::PayloadTooLarge(format!(
+        "{size} is larger than this server's limit of {limit} bytes per request (the payload limit of its \
+         Lambda functions): send objects of 1 MiB or more through upload_urls (presigned direct uploads) and \
+         the rest in smaller multipart batches"
+    ))
 }

@@ -8,10 +8,12 @@ pub mod error;
 mod files;
 mod jobs;
 mod location;
+mod presign;
 mod tokens;
 mod upload;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
@@ -32,6 +34,7 @@ pub fn router(app: AppState) -> Router {
         .route("/build/{id}/missing_objects", get(upload::missing_objects).post(upload::missing_objects))
         .route("/build/{id}/add_extra_ids", post(builds::add_extra_ids))
         .route("/build/{id}/upload", post(upload::upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
+        .route("/build/{id}/upload_urls", post(presign::upload_urls))
         .route("/build/{id}/commit", post(jobs::start_commit).get(jobs::commit_job))
         .route("/build/{id}/publish", post(jobs::start_publish).get(jobs::publish_job))
         .route("/build/{id}/purge", post(builds::purge))
@@ -44,6 +47,7 @@ pub fn router(app: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/repo/{*path}", get(files::repo_file).head(files::repo_file))
         .route("/build-repo/{id}/{*path}", get(files::build_file).head(files::build_file))
+        .layer(middleware::from_fn_with_state(app.clone(), body::limit_request_body))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }

@@ -87,7 +87,7 @@ pub async fn upload(
         })?;
         sizes.push(size);
     }
-    tracing::debug!(build_id = id, parts = sizes.len(), bytes = sizes.iter().sum::<u64>(), "stored upload");
+    tracing::info!(build_id = id, parts = sizes.len(), bytes = sizes.iter().sum::<u64>(), "stored multipart upload");
     Ok(Json(sizes))
 }
 

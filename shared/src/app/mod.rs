@@ -31,6 +31,9 @@ pub struct AppState {
     pub staging: Arc<dyn ObjectStore>,
     pub repos: Arc<BTreeMap<String, Repo>>,
     pub queue: Arc<dyn JobQueue>,
+    /// The largest request body the API accepts, when the deployment has a limit of its own (a
+    /// Lambda function's payload limit); larger requests get 413. `None`: only each route's limits.
+    pub max_request_body: Option<u64>,
     keys: Arc<Keys>,
 }
 
@@ -67,6 +70,7 @@ impl AppState {
             staging,
             repos: Arc::new(repos),
             queue,
+            max_request_body: None,
             keys: Arc::new(Keys { secret, repo_secret }),
         })
     }

@@ -1,12 +1,14 @@
 //! Behaviours every ObjectStore must have, one `pub async fn` each, run against every backend.
 //! Each function uses its own key prefix, so they can share one store.
 
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::{read_limited, ObjectStore, StoreError};
+use super::{read_limited, ObjectStore, PresignedPut, StoreError};
 
 /// Runs every behaviour below against `store`.
 pub async fn run_all(store: &dyn ObjectStore) {
@@ -23,6 +25,7 @@ pub async fn run_all(store: &dyn ObjectStore) {
     read_limited_refuses_oversized_objects(store).await;
     put_stream_writes_all_chunks(store).await;
     a_failed_put_stream_leaves_nothing(store).await;
+    presigned_puts_take_exactly_the_declared_bytes(store).await;
 }
 
 pub async fn put_stream_writes_all_chunks(store: &dyn ObjectStore) {
@@ -146,6 +149,49 @@ pub async fn read_limited_refuses_oversized_objects(store: &dyn ObjectStore) {
     store.put("lim/x", Bytes::from(vec![1u8; 100])).await.unwrap();
     assert_eq!(read_limited(store, "lim/x", 100).await.unwrap().len(), 100);
     assert!(matches!(read_limited(store, "lim/x", 99).await, Err(StoreError::TooLarge { .. })));
+}
+
+/// A presigned PUT, where the store hands them out, writes exactly the declared bytes sent by a
+/// client without credentials, and refuses a longer or shorter body, leaving no object. Returns
+/// whether the store presigned; stores that cannot (directories) answer `None` for valid keys and
+/// `InvalidKey` for invalid ones like every other method.
+pub async fn presigned_puts_take_exactly_the_declared_bytes(store: &dyn ObjectStore) -> bool {
+    let expires = Duration::from_secs(600);
+    assert!(matches!(store.presign_put("../x", 1, expires).await, Err(StoreError::InvalidKey(_))));
+    let data = b"presigned upload bytes";
+    let Some(put) = store.presign_put("pre/objects/ab/cd.filez", data.len() as u64, expires).await.unwrap() else {
+        return false;
+    };
+    assert_eq!(put.headers.get("content-type").map(String::as_str), Some("application/octet-stream"));
+    assert_eq!(send_presigned(&put, data.to_vec()).await, 200, "the declared bytes are accepted");
+    assert_eq!(read_all(store, "pre/objects/ab/cd.filez").await, data);
+    for (key, sent) in [("pre/longer", data.len() + 1), ("pre/shorter", data.len() - 1)] {
+        let put = store.presign_put(key, data.len() as u64, expires).await.unwrap().expect("presigned before");
+        let status = send_presigned(&put, vec![7; sent]).await;
+        assert!((400..500).contains(&status), "{sent} bytes where {} were declared: HTTP {status}", data.len());
+        assert_eq!(store.head(key).await.unwrap(), None, "{key}");
+    }
+    true
+}
+
+/// Sends `body` as a presigned PUT with curl (as any client without credentials would), with the
+/// presigned headers except `content-length`, which curl sets from the body. Returns the status.
+pub async fn send_presigned(put: &PresignedPut, body: Vec<u8>) -> u16 {
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data-binary", "@-"]);
+    for (name, value) in put.headers.iter().filter(|(name, _)| *name != "content-length") {
+        curl.arg("-H").arg(format!("{name}: {value}"));
+    }
+    curl.arg(&put.url).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = curl.spawn().expect("running curl (apt: curl)");
+        std::io::Write::write_all(&mut child.stdin.take().expect("curl's stdin"), &body).expect("writing to curl");
+        child.wait_with_output().expect("curl ends")
+    })
+    .await
+    .expect("curl task");
+    let status = String::from_utf8_lossy(&output.stdout);
+    status.parse().unwrap_or_else(|_| panic!("curl: {status} {}", String::from_utf8_lossy(&output.stderr)))
 }
 
 async fn read_all(store: &dyn ObjectStore, key: &str) -> Vec<u8> {

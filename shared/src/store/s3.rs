@@ -282,7 +282,7 @@ impl ObjectStore for S3Store {
             .customize()
             .map_request(move |mut request: HttpRequest| {
                 let separator = if request.uri().contains('?') { '&' } else { '?' };
-                let uri = format!("{}{separator}x-probe={size}", request.uri()); eprintln!("URI {uri}");
+                let uri = format!("{}{separator}content-length={size}", request.uri());
                 request.set_uri(uri).map(|()| request)
             })
             .presigned(config)
