@@ -2,6 +2,8 @@
 //! [`RetryPolicy`], and maps error answers to [`ClientError::Api`] with the server's error body.
 //! Request bodies are serialised once and re-sent as they are on each attempt.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use reqwest::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -114,6 +116,54 @@ impl Api {
                 return Err(ClientError::IncompleteUpload { sent: parts.len(), stored: stored.len() });
             }
             Ok(stored)
+        })
+        .await
+    }
+
+    /// Presigned requests for sending `objects` straight to storage (flatbucket's `upload_urls`),
+    /// or `None` when the server has no such route (flat-manager answers 404).
+    pub async fn upload_urls(
+        &self,
+        build: &BuildUrl,
+        objects: &[DeclaredObject],
+    ) -> Result<Option<BTreeMap<String, DirectUpload>>, ClientError> {
+        let body = gzip_json(&UploadUrlsRequest { objects })?;
+        match self.call::<UploadUrlsResponse>(Method::POST, &build.join("upload_urls"), body).await {
+            Ok(reply) => Ok(Some(reply.body.urls)),
+            Err(e) if matches!(e.status(), Some(404 | 405)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one object of `size` bytes to its presigned request, streamed from `open` (called
+    /// again for every attempt), retried like every call. The bearer token is not sent: the URL is
+    /// the credential, and it is kept out of error messages.
+    pub async fn put_direct<F, Fut>(&self, upload: &DirectUpload, size: u64, open: F) -> Result<(), ClientError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<reqwest::Body, ClientError>>,
+    {
+        let shown = upload.url.split('?').next().unwrap_or_default();
+        let invalid = |e: &dyn std::fmt::Display| ClientError::other("invalid-response", format!("{shown}: {e}"));
+        let method = Method::from_bytes(upload.method.as_bytes()).map_err(|e| invalid(&e))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &upload.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
+            headers.insert(name, HeaderValue::from_str(value).map_err(|e| invalid(&e))?);
+        }
+        // A streamed body has no length of its own; S3 wants this one, and it is the signed one.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
+        with_retry(self.retry, "direct upload", || async {
+            let request = self.http.request(method.clone(), &upload.url).headers(headers.clone());
+            let response =
+                request.body(open().await?).send().await.map_err(|e| ClientError::transport(shown, e.without_url()))?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let text = response.text().await.unwrap_or_default();
+            let details = Box::new(ApiErrorBody::from_body(&text));
+            Err(ClientError::Api { url: shown.to_owned(), status: status.as_u16(), details })
         })
         .await
     }

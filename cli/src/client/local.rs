@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use flatbucket::repo::local::{list_refs, resolve_ref};
 use flatbucket::repo::walk::walk_closure;
 use flatbucket::repo::{delta_dir, Checksum, ObjectName, ObjectType};
@@ -20,6 +20,8 @@ use super::upload::UploadItem;
 const DEFAULT_REF_PREFIXES: [&str; 3] = ["app/", "runtime/", "screenshots/"];
 /// Concurrent `stat`s when sizing objects.
 const STAT_CONCURRENCY: usize = 32;
+/// Bytes read at a time when streaming a file.
+const STREAM_CHUNK: usize = 256 * 1024;
 /// How many broken objects an error names.
 const PROBLEMS_SHOWN: usize = 5;
 
@@ -135,6 +137,18 @@ impl LocalRepo {
         let mut data = Vec::new();
         reader.read_to_end(&mut data).await.map_err(|e| local_error(format!("reading {key}: {e}")))?;
         Ok(data.into())
+    }
+
+    /// Streams one file of the repository as a request body, a chunk at a time, so a large object
+    /// is never whole in memory.
+    pub async fn stream(&self, key: &str) -> Result<reqwest::Body, ClientError> {
+        let reader = self.store.get(key).await.map_err(local_error)?;
+        let chunks = stream::try_unfold(reader, |mut reader| async move {
+            let mut chunk = BytesMut::with_capacity(STREAM_CHUNK);
+            let read = reader.read_buf(&mut chunk).await?;
+            Ok::<_, std::io::Error>((read > 0).then(|| (chunk.freeze(), reader)))
+        });
+        Ok(reqwest::Body::wrap_stream(chunks))
     }
 }
 

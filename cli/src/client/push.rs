@@ -17,7 +17,7 @@ use super::local::{wants_delta, LocalRepo, ObjectSets};
 use super::output::JobReport;
 use super::progress::ProgressMode;
 use super::steps::{commit_build, publish_build, PublishOutcome, PublishWait};
-use super::upload::{UploadItem, Uploader};
+use super::upload::{DirectUploads, UploadItem, Uploader};
 use super::urls::BuildUrl;
 use super::wire::{CreateBuildRefRequest, TokenSubsetRequest};
 
@@ -86,7 +86,8 @@ pub async fn push(api: &Api, args: &PushArgs, progress: ProgressMode) -> Result<
     }
     eprintln!("Pushing {}", refs.keys().cloned().collect::<Vec<_>>().join(", "));
     let upload_api = upload_api(api, &build, args.minimal_token).await?;
-    let uploader = Uploader { api: &upload_api, build: &build, repo: &repo, progress };
+    let direct = DirectUploads::default();
+    let uploader = Uploader { api: &upload_api, build: &build, repo: &repo, progress, direct: &direct };
     upload_objects(&uploader, &refs, args.all_objects).await?;
     upload_deltas(&uploader, &refs, &args.ignore_delta).await?;
     register_refs(&upload_api, &build, &refs, args.build_log_url.as_deref()).await?;

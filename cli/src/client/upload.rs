@@ -1,8 +1,10 @@
-//! Getting objects to the server: asking `missing_objects` in chunks, packing uploads into
-//! multipart batches of at most 4 MiB, running several upload requests at once, and re-checking
+//! Getting objects to the server: asking `missing_objects` in chunks, sending large objects
+//! straight to storage through presigned requests where the server offers them (`upload_urls`),
+//! packing the rest into multipart batches, running several requests at once, and re-checking
 //! afterwards so that nothing the server silently lost goes unnoticed (reference §6.2–6.3).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -11,9 +13,20 @@ use super::error::ClientError;
 use super::local::LocalRepo;
 use super::progress::{Progress, ProgressMode};
 use super::urls::BuildUrl;
+use super::wire::{DeclaredObject, DirectUpload};
 
 /// A batch closes once its bytes reach this (flat-manager's `UPLOAD_CHUNK_LIMIT`).
 pub const UPLOAD_CHUNK_LIMIT: u64 = 4 * 1024 * 1024;
+/// The batch limit on a server that offers direct uploads, a Lambda deployment: API Gateway
+/// base64-encodes a 3 MiB body into 4 MiB, well within Lambda's 6 MB request payload.
+pub const LAMBDA_CHUNK_LIMIT: u64 = 3 * 1024 * 1024;
+/// What a multipart part adds to its data at most (boundary, disposition with the longest
+/// filenames, content type), counted when batching so that many tiny objects stay in the limit.
+pub const PART_OVERHEAD: u64 = 320;
+/// Objects at least this large go straight to storage when the server offers it.
+pub const DIRECT_THRESHOLD: u64 = 1024 * 1024;
+/// Objects per `upload_urls` request.
+pub const UPLOAD_URLS_CHUNK: usize = 100;
 /// Names per `missing_objects` request.
 pub const MISSING_OBJECTS_CHUNK: usize = 2000;
 /// Upload (and `missing_objects`) requests in flight at once.
@@ -31,17 +44,19 @@ pub struct UploadItem {
     pub size: u64,
 }
 
-/// Packs items into batches in order: a batch is flushed before an item that would take it past
-/// `limit`, and right after an item that took it past `limit`, so an oversized item goes alone.
+/// Packs items into batches in order, counting each item as its size plus [`PART_OVERHEAD`]: a
+/// batch is flushed before an item that would take it past `limit`, and right after an item that
+/// took it past `limit`, so an oversized item goes alone.
 pub fn plan_batches(items: Vec<UploadItem>, limit: u64) -> Vec<Vec<UploadItem>> {
     let mut batches = Vec::new();
     let (mut batch, mut bytes) = (Vec::new(), 0u64);
     for item in items {
-        if !batch.is_empty() && bytes + item.size > limit {
+        let cost = item.size + PART_OVERHEAD;
+        if !batch.is_empty() && bytes + cost > limit {
             batches.push(std::mem::take(&mut batch));
             bytes = 0;
         }
-        bytes += item.size;
+        bytes += cost;
         batch.push(item);
         if bytes > limit {
             batches.push(std::mem::take(&mut batch));
@@ -54,6 +69,35 @@ pub fn plan_batches(items: Vec<UploadItem>, limit: u64) -> Vec<Vec<UploadItem>> 
     batches
 }
 
+/// What a push has learnt about direct uploads. The first `upload_urls` answer with URLs marks
+/// the server as offering them (and as a Lambda deployment, whose multipart requests must stay
+/// small); a 404 or an answer without any stops the push from asking again.
+#[derive(Debug, Default)]
+pub struct DirectUploads {
+    offered: AtomicBool,
+    declined: AtomicBool,
+}
+
+impl DirectUploads {
+    fn worth_asking(&self) -> bool {
+        !self.declined.load(Ordering::Relaxed)
+    }
+
+    fn learn(&self, urls: &BTreeMap<String, DirectUpload>) {
+        let flag = if urls.is_empty() { &self.declined } else { &self.offered };
+        flag.store(true, Ordering::Relaxed);
+    }
+
+    /// The multipart batch limit for this server.
+    pub fn batch_limit(&self) -> u64 {
+        if self.offered.load(Ordering::Relaxed) {
+            LAMBDA_CHUNK_LIMIT
+        } else {
+            UPLOAD_CHUNK_LIMIT
+        }
+    }
+}
+
 /// Uploads from one local repository into one build.
 #[derive(Debug, Clone, Copy)]
 pub struct Uploader<'a> {
@@ -61,6 +105,7 @@ pub struct Uploader<'a> {
     pub build: &'a BuildUrl,
     pub repo: &'a LocalRepo,
     pub progress: ProgressMode,
+    pub direct: &'a DirectUploads,
 }
 
 impl Uploader<'_> {
@@ -78,8 +123,9 @@ impl Uploader<'_> {
         Ok(missing)
     }
 
-    /// Uploads `phases` one after the other (files before the metadata naming them), each in
-    /// parallel batches, under one progress display.
+    /// Uploads `phases` one after the other (files before the metadata naming them), each with
+    /// its large objects sent directly where the server takes them and the rest in parallel
+    /// multipart batches, under one progress display.
     pub async fn upload(&self, label: &str, phases: &[&[UploadItem]]) -> Result<(), ClientError> {
         let items = phases.iter().flat_map(|phase| phase.iter());
         let (count, bytes) = items.fold((0, 0), |(n, b), item| (n + 1, b + item.size));
@@ -88,13 +134,56 @@ impl Uploader<'_> {
         }
         let progress = Progress::new(self.progress, label, count, bytes);
         for phase in phases {
-            let batches = plan_batches(phase.to_vec(), UPLOAD_CHUNK_LIMIT);
+            let rest = self.upload_direct(phase, &progress).await?;
+            let batches = plan_batches(rest, self.direct.batch_limit());
             stream::iter(batches.into_iter().map(Ok))
                 .try_for_each_concurrent(PARALLEL_REQUESTS, |batch| self.upload_batch(batch, &progress))
                 .await?;
         }
         progress.finish();
         Ok(())
+    }
+
+    /// Sends the objects of `phase` of at least [`DIRECT_THRESHOLD`] bytes to the presigned
+    /// requests the server gives for them, in chunks of names, several at once. Returns the items
+    /// left for multipart: the small ones and those the server gave no request for.
+    async fn upload_direct(&self, phase: &[UploadItem], progress: &Progress) -> Result<Vec<UploadItem>, ClientError> {
+        let (large, mut rest): (Vec<UploadItem>, Vec<UploadItem>) =
+            phase.iter().cloned().partition(|item| item.size >= DIRECT_THRESHOLD);
+        for chunk in large.chunks(UPLOAD_URLS_CHUNK) {
+            let mut urls = match self.direct.worth_asking() {
+                true => self.upload_urls(chunk).await?,
+                false => BTreeMap::new(),
+            };
+            let mut direct = Vec::with_capacity(urls.len());
+            for item in chunk {
+                match urls.remove(&item.filename) {
+                    Some(url) => direct.push((item, url)),
+                    None => rest.push(item.clone()),
+                }
+            }
+            stream::iter(direct.into_iter().map(Ok))
+                .try_for_each_concurrent(PARALLEL_REQUESTS, |(item, url)| async move {
+                    self.api.put_direct(&url, item.size, || self.repo.stream(&item.key)).await?;
+                    tracing::debug!(object = %item.filename, bytes = item.size, "uploaded directly");
+                    progress.inc(1, item.size);
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(rest)
+    }
+
+    /// The server's presigned requests for `items`, learning from the answer whether to ask again.
+    async fn upload_urls(&self, items: &[UploadItem]) -> Result<BTreeMap<String, DirectUpload>, ClientError> {
+        let objects: Vec<DeclaredObject> =
+            items.iter().map(|item| DeclaredObject { name: item.filename.clone(), size: item.size }).collect();
+        let urls = self.api.upload_urls(self.build, &objects).await?.unwrap_or_default();
+        self.direct.learn(&urls);
+        if urls.is_empty() {
+            tracing::info!("the server takes no direct uploads; sending everything by multipart");
+        }
+        Ok(urls)
     }
 
     /// Uploads object phases, then asks the server about every uploaded object and re-uploads
@@ -155,12 +244,20 @@ mod tests {
         batches.iter().map(|b| b.iter().map(|i| i.filename.as_str()).collect()).collect()
     }
 
+    fn cost(batch: &[UploadItem]) -> u64 {
+        batch.iter().map(|i| i.size + PART_OVERHEAD).sum()
+    }
+
     #[test]
-    fn batches_stay_within_four_mebibytes() {
+    fn batches_stay_within_four_mebibytes_with_their_multipart_overhead() {
+        let items = vec![item("a", MIB), item("b", 2 * MIB), item("c", MIB - 3 * PART_OVERHEAD), item("d", 1)];
+        let batches = plan_batches(items, UPLOAD_CHUNK_LIMIT);
+        assert_eq!(shape(&batches), [vec!["a", "b", "c"], vec!["d"]]);
+        assert_eq!(cost(&batches[0]), UPLOAD_CHUNK_LIMIT);
         let items = vec![item("a", MIB), item("b", 2 * MIB), item("c", MIB), item("d", 1), item("e", 3 * MIB)];
         let batches = plan_batches(items, UPLOAD_CHUNK_LIMIT);
-        assert_eq!(shape(&batches), [vec!["a", "b", "c"], vec!["d", "e"]]);
-        assert!(batches.iter().all(|b| b.iter().map(|i| i.size).sum::<u64>() <= UPLOAD_CHUNK_LIMIT));
+        assert_eq!(shape(&batches), [vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+        assert!(batches.iter().all(|b| cost(b) <= UPLOAD_CHUNK_LIMIT));
     }
 
     #[test]
@@ -171,18 +268,36 @@ mod tests {
     }
 
     #[test]
-    fn exactly_the_limit_fits_in_one_batch() {
-        let items = vec![item("a", 2 * MIB), item("b", 2 * MIB), item("c", 1)];
-        assert_eq!(shape(&plan_batches(items, UPLOAD_CHUNK_LIMIT)), [vec!["a", "b"], vec!["c"]]);
+    fn many_tiny_objects_count_their_part_headers() {
+        let items: Vec<UploadItem> = (0..20_000).map(|i| item(&format!("{i:05}"), 100)).collect();
+        let batches = plan_batches(items.clone(), LAMBDA_CHUNK_LIMIT);
+        let per_batch = (LAMBDA_CHUNK_LIMIT / (100 + PART_OVERHEAD)) as usize;
+        assert_eq!(batches[0].len(), per_batch, "3 MiB of headers and data, not of data alone");
+        assert_eq!(batches.concat(), items, "in order, none lost");
+        assert!(batches.iter().all(|b| cost(b) <= LAMBDA_CHUNK_LIMIT));
+        assert!(plan_batches(Vec::new(), UPLOAD_CHUNK_LIMIT).is_empty());
+    }
+
+    fn urls(names: &[&str]) -> BTreeMap<String, DirectUpload> {
+        let upload = DirectUpload { url: "http://s3/k".into(), method: "PUT".into(), headers: BTreeMap::new() };
+        names.iter().map(|name| (name.to_string(), upload.clone())).collect()
     }
 
     #[test]
-    fn many_small_objects_fill_batches_and_keep_their_order() {
-        let items: Vec<UploadItem> = (0..1000).map(|i| item(&format!("{i:04}"), 10 * 1024)).collect();
-        let batches = plan_batches(items.clone(), UPLOAD_CHUNK_LIMIT);
-        assert_eq!(batches.len(), 3); // 409.6 objects of 10 KiB per 4 MiB
-        assert_eq!(batches[0].len(), 409);
-        assert_eq!(batches.concat(), items);
-        assert!(plan_batches(Vec::new(), UPLOAD_CHUNK_LIMIT).is_empty());
+    fn a_server_offering_direct_uploads_gets_lambda_sized_batches() {
+        let direct = DirectUploads::default();
+        assert!(direct.worth_asking());
+        assert_eq!(direct.batch_limit(), UPLOAD_CHUNK_LIMIT, "flat-manager's batches until the server is known");
+        direct.learn(&urls(&["a.filez"]));
+        assert!(direct.worth_asking());
+        assert_eq!(direct.batch_limit(), LAMBDA_CHUNK_LIMIT);
+    }
+
+    #[test]
+    fn an_answer_without_urls_stops_the_asking() {
+        let direct = DirectUploads::default();
+        direct.learn(&urls(&[]));
+        assert!(!direct.worth_asking());
+        assert_eq!(direct.batch_limit(), UPLOAD_CHUNK_LIMIT);
     }
 }

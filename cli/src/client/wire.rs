@@ -42,6 +42,36 @@ pub struct MissingObjectsResponse {
     pub missing: Vec<String>,
 }
 
+/// `POST /api/v1/build/{id}/upload_urls`, flatbucket's extension of the upload API (sent
+/// gzip-compressed): presigned requests for sending these objects straight to storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadUrlsRequest<'a> {
+    pub objects: &'a [DeclaredObject],
+}
+
+/// An object to send directly: its upload filename and its exact size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclaredObject {
+    pub name: String,
+    pub size: u64,
+}
+
+/// The answer to [`UploadUrlsRequest`]: a request per object the server takes directly; the
+/// others go by multipart. No entries at all: the server cannot take direct uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UploadUrlsResponse {
+    pub urls: BTreeMap<String, DirectUpload>,
+}
+
+/// How to send one object: `method` to `url` with exactly `headers` (the URL is the credential).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DirectUpload {
+    pub url: String,
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
 /// `POST /api/v1/build/{id}/add_extra_ids`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExtraIdsRequest {
@@ -175,6 +205,21 @@ mod tests {
         assert_eq!(serde_json::to_value(build_ref).unwrap(), expected);
         assert_eq!(serde_json::to_value(JobRequest { log_offset: 7 }).unwrap(), json!({"log-offset": 7}));
         assert_eq!(serde_json::to_value(Empty {}).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn upload_urls_bodies_and_answers_use_the_documented_shape() {
+        let objects = [DeclaredObject { name: "a.filez".into(), size: 3 << 20 }];
+        let body = serde_json::to_value(UploadUrlsRequest { objects: &objects }).unwrap();
+        assert_eq!(body, json!({"objects": [{"name": "a.filez", "size": 3 << 20}]}));
+        let answer: UploadUrlsResponse =
+            serde_json::from_value(json!({"urls": {"a.filez": {"url": "http://s3/k?X-Amz-Signature=s",
+            "method": "PUT", "headers": {"content-type": "application/octet-stream", "content-length": "3145728"}}}}))
+            .unwrap();
+        assert_eq!(answer.urls["a.filez"].method, "PUT");
+        assert_eq!(answer.urls["a.filez"].headers["content-length"], "3145728");
+        let none: UploadUrlsResponse = serde_json::from_str(r#"{"urls": {}}"#).unwrap();
+        assert!(none.urls.is_empty());
     }
 
     #[test]
