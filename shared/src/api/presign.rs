@@ -78,7 +78,7 @@ pub async fn upload_urls(
     if request.objects.len() > MAX_OBJECTS {
         return Err(ApiError::bad_request(format!("At most {MAX_OBJECTS} objects per upload_urls request")));
     }
-    let keys = request.objects.iter().map(upload_key).collect::<Result<Vec<_>, _>>()?;
+    let keys = request.objects.iter().map(declared_key).collect::<Result<Vec<_>, _>>()?;
     let store = app.upload_store(id);
     let (mut urls, mut bytes) = (BTreeMap::new(), 0);
     for (object, key) in request.objects.into_iter().zip(keys) {
@@ -107,7 +107,7 @@ fn check_uploading(build: &Build) -> Result<(), ApiError> {
 }
 
 /// The object's key in the upload area, named as a multipart upload would name it.
-fn upload_key(object: &DeclaredObject) -> Result<String, ApiError> {
+fn declared_key(object: &DeclaredObject) -> Result<String, ApiError> {
     if object.size > MAX_OBJECT_SIZE {
         let message = format!("{} is larger than {MAX_OBJECT_SIZE} bytes, the most one upload may be", object.name);
         return Err(ApiError::bad_request(message));
