@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod bigapp;
+pub mod fault;
 pub mod fixture;
 pub mod flat_manager;
 pub mod machine;

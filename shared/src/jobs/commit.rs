@@ -29,7 +29,9 @@ pub async fn run(ctx: &JobContext<'_>, contents: CommitContents) -> anyhow::Resu
     let app = ctx.app;
     let build = app.state.get_build(contents.build).await?;
     if build.repo_state == RepoState::Ready {
-        // A previous run finished the work and crashed before recording the job's end.
+        // A previous run finished the work and was killed before recording the job's end,
+        // perhaps while removing the uploads.
+        delete_uploads(ctx, build.id).await;
         return Ok(json!({ "refs": list_refs(&*app.build_store(build.id)).await? }));
     }
     let repo = app.repo(&build.repo).with_context(|| format!("repo {} is not configured", build.repo))?;

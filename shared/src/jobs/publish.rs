@@ -2,6 +2,10 @@
 //! a ready build on top of the repository's current head, copy the objects the repository lacks
 //! (hard links on one filesystem), then write commits, ref records, refs and summaries in
 //! reader-safe order. Cost: O(new objects) + O(refs); commits of other builds never wait for it.
+//!
+//! A run killed at any point is run again from the start and publishes each ref exactly once:
+//! the commit made for a ref is remembered in the build's files (`published/<ref>`) before any
+//! ref moves, and a re-run takes it again instead of stacking a second commit on top of it.
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -13,13 +17,15 @@ use super::{now, JobContext};
 use crate::app::Repo;
 use crate::domain::build::{Build, PublishedState};
 use crate::domain::job::PublishContents;
-use crate::repo::local::{list_refs, read_commit};
+use crate::repo::layout::ref_file;
+use crate::repo::local::{list_refs, read_commit, ReadError};
 use crate::repo::publish::{build_summaries, copy_objects, write_refs, write_summaries};
 use crate::repo::record::RefRecord;
 use crate::repo::refs::FlatpakRef;
 use crate::repo::rewrite::{rewrite_commit, RewriteOptions};
 use crate::repo::walk::walk_closure;
 use crate::repo::{Checksum, ObjectName, ObjectType};
+use crate::store::read_limited;
 
 pub async fn run(ctx: &JobContext<'_>, contents: PublishContents) -> anyhow::Result<Value> {
     let app = ctx.app;
@@ -31,6 +37,10 @@ pub async fn run(ctx: &JobContext<'_>, contents: PublishContents) -> anyhow::Res
 
 async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -> anyhow::Result<Value> {
     let app = ctx.app;
+    if build.published_state == PublishedState::Published {
+        // An earlier run published the build and was killed before recording the job's end.
+        return finish(ctx, build, &published_records(ctx, build, repo).await?).await;
+    }
     let current: BTreeMap<String, RefRecord> =
         app.state.repo_refs(&repo.name).await?.into_iter().map(|r| (r.name.clone(), r)).collect();
     let mut published = Vec::new();
@@ -39,7 +49,15 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
             continue; // flat-manager imports app and runtime refs only
         }
         ctx.log(format!("Publishing {name}")).await;
-        published.push(publish_ref(ctx, build, repo, &name, commit, current.get(&name)).await?);
+        let head = current.get(&name);
+        let record = match earlier_commit(ctx, build, repo, &name, head).await? {
+            Some(record) => {
+                ctx.log(format!("Published {name} as {} by an interrupted run", record.commit)).await;
+                record
+            }
+            None => publish_ref(ctx, build, repo, &name, commit, head).await?,
+        };
+        published.push(record);
     }
     app.state.put_repo_refs(&repo.name, &published).await?;
     write_refs(&*repo.store, &published).await?;
@@ -48,11 +66,56 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     write_summaries(&*repo.store, &files).await?;
     ctx.log(format!("Updated summary for {} refs", records.len())).await;
     app.state.set_published_state(build.id, &[PublishedState::Publishing], PublishedState::Published, None).await?;
-    if let Err(e) = app.delete_build_files(build.id).await {
+    finish(ctx, build, &published).await
+}
+
+/// Removes the build's files, now that the repository has what it needs, and reports `published`.
+async fn finish(ctx: &JobContext<'_>, build: &Build, published: &[RefRecord]) -> anyhow::Result<Value> {
+    if let Err(e) = ctx.app.delete_build_files(build.id).await {
         ctx.log(format!("Could not remove the build files: {e}")).await;
     }
     let refs: BTreeMap<&str, String> = published.iter().map(|r| (r.name.as_str(), r.commit.to_hex())).collect();
     Ok(json!({ "refs": refs }))
+}
+
+/// The records of a published build's refs: under the lease it held, nothing replaced them.
+async fn published_records(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -> anyhow::Result<Vec<RefRecord>> {
+    let names: Vec<String> = ctx.app.state.list_build_refs(build.id).await?.into_iter().map(|r| r.ref_name).collect();
+    let records = ctx.app.state.repo_refs(&repo.name).await?;
+    Ok(records.into_iter().filter(|r| names.contains(&r.name)).collect())
+}
+
+/// Where the build remembers the commit its publish made for `name`.
+fn made_key(name: &str) -> String {
+    format!("published/{name}")
+}
+
+/// The commit an interrupted run of this publish made for `name`, if it still fits the
+/// repository: it is the head already, or the head is its parent.
+async fn earlier_commit(
+    ctx: &JobContext<'_>,
+    build: &Build,
+    repo: &Repo,
+    name: &str,
+    head: Option<&RefRecord>,
+) -> anyhow::Result<Option<RefRecord>> {
+    let made = match read_limited(&*ctx.app.build_store(build.id), &made_key(name), 1024).await {
+        Ok(bytes) => Checksum::from_hex(String::from_utf8_lossy(&bytes).trim_end())?,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(head) = head.filter(|h| h.commit == made) {
+        return Ok(Some(head.clone()));
+    }
+    let (commit, size) = match read_commit(&*repo.store, made).await {
+        Ok(found) => found,
+        Err(ReadError::Store(e)) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if commit.parent != head.map(|h| h.commit) {
+        return Ok(None); // the repository moved on: make a new commit on its head
+    }
+    Ok(Some(RefRecord::from_commit(name, made, &commit, size, None)?))
 }
 
 /// Re-commits one ref of the build on top of the repository's head and copies what is new.
@@ -84,6 +147,7 @@ async fn publish_ref(
     let bytes = commit.to_bytes();
     let checksum = Checksum::of(&bytes);
     repo.store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
+    ctx.app.build_store(build.id).put(&made_key(name), Bytes::from(ref_file(&checksum))).await?;
     ctx.log(format!("Published {name} as {checksum} ({copied} new objects)")).await;
     Ok(RefRecord::from_commit(name, checksum, &commit, bytes.len() as u64, None)?)
 }
