@@ -47,6 +47,33 @@ async fn second_publish_survives_a_kill_at_every_step() -> anyhow::Result<()> {
     kill_everywhere(&Backend::embedded()?, Scenario::SecondPublish).await
 }
 
+/// A presigned URL stays valid for an hour and a multipart request may arrive late, so uploads can
+/// change while a commit runs: the commit takes them into the build repository first and verifies
+/// and publishes only what it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_rewritten_after_the_commit_took_them_change_nothing() -> anyhow::Result<()> {
+    let (backend, versions) = (Backend::embedded()?, Versions::build().await?);
+    let env = Env::new(&backend, "late-upload").await?;
+    let prepared = prepare(&env, &versions, Scenario::Commit).await?;
+    let uploads = env.plain.upload_store(prepared.build);
+    let uploaded = uploads.list("objects/").await?;
+    // Die just after the last upload was taken, before anything else is written.
+    env.faults.arm(Some(Kill { at: uploaded.len() + 1, when: When::Before }));
+    let outcome = env.faults.run(run_job(&env.faulty, prepared.job)).await;
+    ensure!(matches!(outcome, Outcome::Killed), "the job ended before the kill: {outcome:?}");
+    let taken = env.faults.trace();
+    ensure!(
+        taken[..uploaded.len()].iter().all(|op| op.key.starts_with(&format!("{}/objects/", prepared.build))),
+        "the first writes take the uploads: {taken:?}"
+    );
+    for key in &uploaded {
+        uploads.put(key, bytes::Bytes::from_static(b"written after the commit took the uploads")).await?;
+    }
+    ensure!(env.plain.state.requeue_job(prepared.job).await?, "the killed job was not left started");
+    run_job(&env.plain, prepared.job).await?;
+    check_done(&env, &prepared).await
+}
+
 #[cfg(feature = "aws")]
 mod aws {
     use super::*;

@@ -110,7 +110,7 @@ impl AppState {
         Ok(())
     }
 
-    /// A build's uploads with the target repository beneath: what the commit job verifies.
+    /// A build's uploads with the target repository beneath: what `missing_objects` looks in.
     pub fn upload_view(&self, build: i64, repo: &Repo) -> Arc<dyn ObjectStore> {
         Arc::new(Layered::new(self.upload_store(build), repo.store.clone()))
     }

@@ -1,9 +1,13 @@
-//! The commit job: verify every uploaded ref's full closure (objects the repository already has
-//! may be left out of the upload), rewrite each commit for its ref, and write the build's own
-//! repository with refs and summaries so `/build-repo/<id>` is installable. Then the build is
-//! `ready`; on any bad object it fails with a reason naming the objects.
+//! The commit job: take the uploads into the build's own repository, verify every ref's full
+//! closure there (objects the repository already has may be left out of the upload), rewrite each
+//! commit for its ref, and write refs and summaries so `/build-repo/<id>` is installable. Then the
+//! build is `ready`; on any bad object it fails with a reason naming the objects.
+//!
+//! Uploads are copied before they are verified, never after: a presigned URL (valid for an hour)
+//! or a late multipart request can still change an upload, but nothing but this job writes the
+//! build repository, so what was verified is what gets published.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -40,7 +44,9 @@ pub async fn run(ctx: &JobContext<'_>, contents: CommitContents) -> anyhow::Resu
         bail!("No refs in build");
     }
     let rebase = eol_rebase(&refs, contents.endoflife_rebase.as_deref());
+    let taken = take_uploads(ctx, &build, repo).await?;
     let mut records = Vec::new();
+    let mut needed = BTreeSet::new();
     for build_ref in &refs {
         ctx.log(format!("Committing ref {} ({})", build_ref.ref_name, build_ref.commit)).await;
         let source = Checksum::from_hex(&build_ref.commit)?;
@@ -53,8 +59,9 @@ pub async fn run(ctx: &JobContext<'_>, contents: CommitContents) -> anyhow::Resu
             token_type: contents.token_type,
             ..Default::default()
         };
-        records.push(commit_ref(ctx, &build, repo, source, options).await?);
+        records.push(commit_ref(ctx, &build, repo, source, options, &mut needed).await?);
     }
+    discard_unneeded(ctx, &build, taken.difference(&needed)).await?;
     write_build_repo(ctx, &build, &records).await?;
     app.state.set_repo_state(build.id, &[RepoState::Committing], RepoState::Ready, None).await?;
     delete_uploads(ctx, build.id).await;
@@ -69,17 +76,53 @@ fn eol_rebase(refs: &[crate::domain::build::BuildRef], new_id: Option<&str>) -> 
     Some((app.id, new_id.to_owned()))
 }
 
-/// Verifies one uploaded commit, rewrites it and stores it and its new objects in the build repo.
+/// Copies the uploaded objects the repository lacks into the build repository (hard links or
+/// server-side copies), keeping copies an interrupted run made. Returns their names.
+async fn take_uploads(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -> anyhow::Result<BTreeSet<ObjectName>> {
+    let uploads = ctx.app.upload_store(build.id);
+    let mut names = Vec::new();
+    for key in uploads.list("objects/").await? {
+        let Ok(name) = ObjectName::from_key(&key) else { continue };
+        if repo.store.head(&key).await?.is_none() {
+            names.push(name);
+        }
+    }
+    let copied = copy_objects(&*uploads, &*ctx.app.build_store(build.id), &names).await?;
+    ctx.log(format!("Took {} uploaded objects into the build repository ({copied} copied now)", names.len())).await;
+    Ok(names.into_iter().collect())
+}
+
+/// Removes taken objects no ref of the build uses.
+async fn discard_unneeded(
+    ctx: &JobContext<'_>,
+    build: &Build,
+    unneeded: impl Iterator<Item = &ObjectName>,
+) -> anyhow::Result<()> {
+    let store = ctx.app.build_store(build.id);
+    let mut discarded = 0;
+    for name in unneeded {
+        store.delete(&name.key()).await?;
+        discarded += 1;
+    }
+    if discarded > 0 {
+        ctx.log(format!("Discarded {discarded} uploaded objects no ref uses")).await;
+    }
+    Ok(())
+}
+
+/// Verifies one commit in the build repository, rewrites it and stores it there, adding the
+/// objects it uses to `needed`.
 async fn commit_ref(
     ctx: &JobContext<'_>,
     build: &Build,
     repo: &Repo,
     source: Checksum,
     mut options: RewriteOptions,
+    needed: &mut BTreeSet<ObjectName>,
 ) -> anyhow::Result<RefRecord> {
     let app = ctx.app;
     let verified =
-        verify_commit(app.upload_view(build.id, repo), source, verify_concurrency(), Some(repo.store.clone())).await?;
+        verify_commit(app.build_view(build.id, repo), source, verify_concurrency(), Some(repo.store.clone())).await?;
     report_problems(ctx, &verified).await?;
     ctx.log(format!(
         "Verified {} objects, {} bytes of content",
@@ -89,14 +132,9 @@ async fn commit_ref(
     .await;
     options.sizes = Some(verified.sizes);
     let commit = rewrite_commit(verified.closure.commit.as_ref().context("verified commit")?, source, &options)?;
+    // The uploaded commit itself is replaced by its rewrite.
+    needed.extend(verified.closure.object_names().filter(|n| n.kind != ObjectType::Commit));
     let build_store = app.build_store(build.id);
-    let mut new_objects = Vec::new();
-    for name in verified.closure.object_names().filter(|n| n.kind != ObjectType::Commit) {
-        if repo.store.head(&name.key()).await?.is_none() {
-            new_objects.push(name);
-        }
-    }
-    copy_objects(&*app.upload_store(build.id), &*build_store, &new_objects).await?;
     let bytes = commit.to_bytes();
     let checksum = Checksum::of(&bytes);
     build_store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
