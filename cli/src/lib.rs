@@ -2,4 +2,5 @@
 //! modules.
 
 pub mod client;
+#[cfg(feature = "server")]
 pub mod server;
