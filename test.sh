@@ -20,6 +20,8 @@ bash infra/validate-template.sh
 echo "==> moto (S3, DynamoDB and SQS API server for the AWS backend tests)" >&2
 eval "$(bash infra/moto.sh start)"
 trap 'bash infra/moto.sh stop' EXIT
+echo "==> cargo-lambda (runs the Lambda functions under \`cargo lambda watch\` for their end-to-end test)" >&2
+eval "$(bash infra/cargo-lambda.sh)"
 
 echo "==> cargo test" >&2
 cargo test --workspace --all-features

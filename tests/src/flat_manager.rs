@@ -84,18 +84,9 @@ impl FlatManager {
         self.dir.path().join("server.log")
     }
 
-    /// `echo -n secret | base64 | gentoken --base64 --secret-file - --name <name>`, as the README.
+    /// A token for the example configuration's secret, see [`gentoken`].
     pub fn token(&self, name: &str) -> anyhow::Result<String> {
-        let mut child = Command::new(&self.binaries.gentoken)
-            .args(["--base64", "--secret-file", "-", "--name", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child.stdin.take().context("gentoken stdin")?.write_all(b"c2VjcmV0\n")?;
-        let output = child.wait_with_output()?;
-        anyhow::ensure!(output.status.success(), "gentoken failed: {}", String::from_utf8_lossy(&output.stderr));
-        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+        gentoken(&self.binaries.gentoken, name)
     }
 
     /// `flat-manager-client` with `REPO_TOKEN` set.
@@ -111,14 +102,36 @@ impl FlatManager {
     }
 }
 
+/// `echo -n secret | base64 | gentoken --base64 --secret-file - --name <name>`, as the README: a
+/// token for the example configuration's secret, minted by the `gentoken` at `program`.
+pub fn gentoken(program: &Path, name: &str) -> anyhow::Result<String> {
+    let mut child = Command::new(program)
+        .args(["--base64", "--secret-file", "-", "--name", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("gentoken stdin")?.write_all(b"c2VjcmV0\n")?;
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(output.status.success(), "gentoken failed: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// The shipped `example-config.json`.
+pub fn example_config() -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(workspace_root()?.join("example-config.json"))?)?)
+}
+
 /// The shipped example configuration with the test's port, plus the shipped `.env`.
 fn write_config(dir: &Path, port: u16, adjust: impl FnOnce(&mut serde_json::Value)) -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("example-config.json"))?)?;
+    let mut config = example_config()?;
     config["port"] = port.into();
     adjust(&mut config);
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
-    std::fs::copy(root.join("example.env"), dir.join(".env"))?;
+    std::fs::copy(workspace_root()?.join("example.env"), dir.join(".env"))?;
     Ok(())
+}
+
+fn workspace_root() -> anyhow::Result<&'static Path> {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")
 }

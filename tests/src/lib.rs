@@ -7,6 +7,8 @@ pub mod bigapp;
 pub mod fault;
 pub mod fixture;
 pub mod flat_manager;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod machine;
 pub mod mirror;
 pub mod router;
