@@ -14,6 +14,8 @@ if cargo clippy --version >/dev/null 2>&1; then
     echo "==> cargo clippy" >&2
     cargo clippy --workspace --all-targets --all-features -- -D warnings
 fi
+echo "==> each binary compiles only what it uses (DESIGN property 5)" >&2
+bash infra/check-binary-deps.sh
 echo "==> template.yaml (sam validate --lint, cfn-lint)" >&2
 bash infra/validate-template.sh
 
