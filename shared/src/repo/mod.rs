@@ -14,6 +14,8 @@ pub mod record;
 pub mod refs;
 pub mod retire;
 pub mod rewrite;
+#[cfg(feature = "server")]
+pub mod sign;
 pub mod summary;
 pub mod verify;
 pub mod walk;

@@ -1,0 +1,319 @@
+//! OpenPGP signing of repository metadata, in process: detached signatures on commits (in their
+//! `.commitmeta`, key `ostree.gpgsigs`) and on `summary` / `summary.idx` (the `.sig` files).
+//!
+//! Every key of a [`Signer`] signs, so a repository can move to a new key while clients that only
+//! know the old one keep verifying (ostree and flatpak accept a file when any one signature is
+//! good). Signatures are version 4 binary packets over SHA-256, what GnuPG 2.2 (gpgme, behind
+//! ostree and flatpak) verifies for RSA and EdDSA keys.
+//!
+//! Keys come as armored secret-key text. [`Signer::from_gpg_homedir`] keeps flat-manager's
+//! `gpg-key` + `gpg-homedir` configuration working by exporting that key with the `gpg` binary;
+//! it is the only place that runs GnuPG.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use gvariant::gv;
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedSecretKey};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{Signature, SignatureType};
+use pgp::ser::Serialize;
+use pgp::types::{KeyDetails, KeyVersion, Password, SigningKey};
+
+use super::gv::{aligned, variant, VarDict};
+use super::FormatError;
+
+/// The metadata key under which ostree and flatpak keep OpenPGP signatures, an `aay`.
+pub const GPG_SIGNATURES_KEY: &str = "ostree.gpgsigs";
+
+/// Why keys could not be loaded or could not sign.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("cannot read the OpenPGP secret key: {0}")]
+    InvalidKey(String),
+    #[error("no OpenPGP secret key found")]
+    NoKey,
+    #[error("OpenPGP key {0} is protected by a passphrase; signing needs a key exported without one")]
+    PassphraseProtected(String),
+    #[error("OpenPGP key {0} has no signing-capable primary key or subkey")]
+    NoSigningKey(String),
+    #[error("OpenPGP key {0} is a version {1} key; GnuPG 2.2 (ostree, flatpak) only verifies version 4 signatures")]
+    UnsupportedVersion(String, u8),
+    #[error("signing with OpenPGP key {0} failed: {1}")]
+    Sign(String, String),
+    #[error("exporting the OpenPGP key from GnuPG failed: {0}")]
+    Gpg(String),
+}
+
+/// Which part of a secret key makes the signatures.
+#[derive(Debug, Clone, Copy)]
+enum SigningPart {
+    Primary,
+    Subkey(usize),
+}
+
+/// One secret key and the (sub)key of it that signs.
+struct Key {
+    secret: SignedSecretKey,
+    part: SigningPart,
+}
+
+impl Key {
+    /// Checks that `secret` can sign without a passphrase and picks the part that signs: the
+    /// newest unrevoked signing subkey, as GnuPG does, else a signing-capable primary key.
+    fn new(secret: SignedSecretKey) -> Result<Self, SignError> {
+        let fingerprint = format!("{:X}", secret.primary_key.fingerprint());
+        let signing_subkey = secret
+            .secret_subkeys
+            .iter()
+            .enumerate()
+            .filter(|(_, subkey)| binds_signing_subkey(&subkey.signatures))
+            .max_by_key(|(_, subkey)| subkey.key.created_at())
+            .map(|(index, _)| index);
+        let part = match signing_subkey {
+            Some(index) => SigningPart::Subkey(index),
+            None if certifies_signing_primary(&secret) => SigningPart::Primary,
+            None => return Err(SignError::NoSigningKey(fingerprint)),
+        };
+        let (version, params) = match part {
+            SigningPart::Primary => (secret.primary_key.version(), secret.primary_key.secret_params()),
+            SigningPart::Subkey(i) => {
+                (secret.secret_subkeys[i].key.version(), secret.secret_subkeys[i].key.secret_params())
+            }
+        };
+        if params.is_encrypted() {
+            return Err(SignError::PassphraseProtected(fingerprint));
+        }
+        if version != KeyVersion::V4 {
+            return Err(SignError::UnsupportedVersion(fingerprint, u8::from(version)));
+        }
+        Ok(Self { secret, part })
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("{:X}", self.secret.primary_key.fingerprint())
+    }
+
+    /// A binary detached signature over `data`.
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let signature = match self.part {
+            SigningPart::Primary => detached(&self.secret.primary_key, data),
+            SigningPart::Subkey(i) => detached(&self.secret.secret_subkeys[i].key, data),
+        };
+        signature.and_then(|s| s.to_bytes()).map_err(|e| SignError::Sign(self.fingerprint(), e.to_string()))
+    }
+}
+
+fn detached(key: &impl SigningKey, data: &[u8]) -> pgp::errors::Result<DetachedSignature> {
+    DetachedSignature::sign_binary_data(rand::thread_rng(), key, &Password::empty(), HashAlgorithm::Sha256, data)
+}
+
+/// A subkey signs when a binding signature grants it the signing flag and none revokes it.
+fn binds_signing_subkey(signatures: &[Signature]) -> bool {
+    let revoked = signatures.iter().any(|s| s.typ() == Some(SignatureType::SubkeyRevocation));
+    !revoked && signatures.iter().any(|s| s.typ() == Some(SignatureType::SubkeyBinding) && s.key_flags().sign())
+}
+
+/// The primary key signs when one of its self-signatures grants it the signing flag.
+fn certifies_signing_primary(secret: &SignedSecretKey) -> bool {
+    let details = &secret.details;
+    let user_signatures = details.users.iter().flat_map(|user| &user.signatures);
+    details.direct_signatures.iter().chain(user_signatures).any(|s| s.key_flags().sign())
+}
+
+/// The keys that sign a repository's metadata; with several keys, every key signs.
+pub struct Signer {
+    keys: Vec<Key>,
+}
+
+/// Shows the fingerprints only, never key material.
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("fingerprints", &self.fingerprints()).finish()
+    }
+}
+
+impl Signer {
+    /// Loads every secret key in `text`: one or more armored blocks, each holding one or more
+    /// keys (what `gpg --export-secret-keys --armor KEY...` writes).
+    pub fn from_armored(text: &str) -> Result<Self, SignError> {
+        let mut keys = Vec::new();
+        for block in armor_blocks(text) {
+            let (parsed, _headers) =
+                SignedSecretKey::from_string_many(block).map_err(|e| SignError::InvalidKey(e.to_string()))?;
+            for key in parsed {
+                keys.push(Key::new(key.map_err(|e| SignError::InvalidKey(e.to_string()))?)?);
+            }
+        }
+        if keys.is_empty() {
+            return Err(SignError::NoKey);
+        }
+        Ok(Self { keys })
+    }
+
+    /// Loads the secret key `key_id` from a GnuPG home directory, for flat-manager's `gpg-key` and
+    /// `gpg-homedir` settings (`None`: GnuPG's default home). This is the one path that runs the
+    /// `gpg` binary (`gpg --export-secret-keys --armor`); a key with a passphrase fails here, as
+    /// GnuPG is not allowed to ask for it.
+    pub fn from_gpg_homedir(homedir: Option<&Path>, key_id: &str) -> Result<Self, SignError> {
+        let mut gpg = Command::new("gpg");
+        gpg.args(["--batch", "--no-tty", "--pinentry-mode", "error"]);
+        if let Some(homedir) = homedir {
+            gpg.arg("--homedir").arg(homedir);
+        }
+        gpg.args(["--export-secret-keys", "--armor", "--", key_id]);
+        let output = gpg.output().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SignError::Gpg("the gpg binary is not installed".to_owned()),
+            _ => SignError::Gpg(format!("running gpg: {e}")),
+        })?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(SignError::Gpg(format!(
+                "gpg --export-secret-keys {key_id} exited with {} (a passphrase-protected key cannot be exported \
+                 without a prompt): {}",
+                output.status,
+                stderr.trim()
+            )));
+        }
+        if output.stdout.is_empty() {
+            return Err(SignError::Gpg(format!("no secret key {key_id} in the GnuPG home: {}", stderr.trim())));
+        }
+        let text = String::from_utf8(output.stdout).map_err(|e| SignError::Gpg(format!("gpg output: {e}")))?;
+        Self::from_armored(&text)
+    }
+
+    /// The primary keys' fingerprints, upper-case hex, in signing order.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.keys.iter().map(Key::fingerprint).collect()
+    }
+
+    fn public_keys(&self) -> Vec<SignedPublicKey> {
+        self.keys.iter().map(|key| key.secret.to_public_key()).collect()
+    }
+
+    /// The public keys as one binary keyring.
+    pub fn public_keys_binary(&self) -> Vec<u8> {
+        self.public_keys().to_bytes().expect("serializing parsed public keys to memory")
+    }
+
+    /// The public keys armored, as `gpg --export --armor` writes them.
+    pub fn public_keys_armored(&self) -> String {
+        let mut out = Vec::new();
+        pgp::armor::write(&self.public_keys(), pgp::armor::BlockType::PublicKey, &mut out, None, true)
+            .expect("armoring parsed public keys to memory");
+        String::from_utf8(out).expect("armor is ASCII")
+    }
+
+    /// The `GPGKey=` value of `.flatpakrepo` / `.flatpakref` files: base64 of the binary keyring.
+    pub fn gpg_key_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.public_keys_binary())
+    }
+
+    /// Binary detached signatures over `data`, one per key.
+    pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<Vec<u8>>, SignError> {
+        self.keys.iter().map(|key| key.sign(data)).collect()
+    }
+
+    /// A `.sig` file (`summary.sig`, `summary.idx.sig`, `summaries/<digest>.idx.sig`) signing `data`.
+    pub fn signatures_file(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        Ok(signatures_file(&self.sign_detached(data)?))
+    }
+}
+
+/// The armored blocks of `text`, each from its `-----BEGIN PGP` line to the next one.
+fn armor_blocks(text: &str) -> impl Iterator<Item = &str> {
+    let mut starts = text.match_indices("-----BEGIN PGP ").map(|(start, _)| start).peekable();
+    std::iter::from_fn(move || {
+        let start = starts.next()?;
+        Some(&text[start..starts.peek().copied().unwrap_or(text.len())])
+    })
+}
+
+/// The `a{sv}` `{ "ostree.gpgsigs": <aay> }` that `.sig` files hold.
+pub fn signatures_file(signatures: &[Vec<u8>]) -> Vec<u8> {
+    let mut dict = VarDict::new();
+    dict.set(GPG_SIGNATURES_KEY, signatures_value(signatures));
+    dict.to_bytes()
+}
+
+fn signatures_value(signatures: &[Vec<u8>]) -> gvariant::Owned<gvariant::Variant> {
+    variant(gv!("aay"), signatures.iter().map(Vec::as_slice))
+}
+
+/// The signatures of a `.sig` file or `.commitmeta` (none when the key is absent).
+pub fn read_signatures(metadata: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
+    let dict = VarDict::parse(aligned(metadata).as_ref());
+    signatures_in(&dict)
+}
+
+fn signatures_in(dict: &VarDict) -> Result<Vec<Vec<u8>>, FormatError> {
+    let Some(value) = dict.get(GPG_SIGNATURES_KEY) else { return Ok(Vec::new()) };
+    let list = value
+        .get(gv!("aay"))
+        .ok_or_else(|| FormatError::Malformed(format!("{GPG_SIGNATURES_KEY} is not an array of byte strings")))?;
+    Ok(list.iter().map(|signature| signature.to_vec()).collect())
+}
+
+/// A commit's detached metadata with `signatures` appended to `ostree.gpgsigs`, keeping every
+/// other key and the signatures already there, as `ostree gpg-sign` does.
+pub fn append_to_commitmeta(existing: Option<&[u8]>, signatures: &[Vec<u8>]) -> Result<Vec<u8>, FormatError> {
+    let mut dict = existing.map(|bytes| VarDict::parse(aligned(bytes).as_ref())).unwrap_or_default();
+    if existing.is_some_and(|bytes| dict.to_bytes() != bytes) {
+        return Err(FormatError::NotNormalForm);
+    }
+    let mut all = signatures_in(&dict)?;
+    all.extend_from_slice(signatures);
+    dict.set(GPG_SIGNATURES_KEY, signatures_value(&all));
+    Ok(dict.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_file_lays_out_one_signature_as_ostree_does() {
+        let signature = vec![0xC2, 1, 2, 3];
+        let bytes = signatures_file(std::slice::from_ref(&signature));
+        let mut expected = b"ostree.gpgsigs\0\0".to_vec();
+        expected.extend_from_slice(&signature);
+        expected.extend_from_slice(&[4, 0, b'a', b'a', b'y', 15, 26]);
+        assert_eq!(bytes, expected);
+        assert_eq!(read_signatures(&bytes).unwrap(), [signature]);
+    }
+
+    #[test]
+    fn append_keeps_other_keys_and_earlier_signatures() {
+        let mut dict = VarDict::new();
+        dict.set("ostree.sign.ed25519", variant(gv!("aay"), [&b"ed"[..]]));
+        dict.set(GPG_SIGNATURES_KEY, signatures_value(&[b"first".to_vec()]));
+        let existing = dict.to_bytes();
+        let appended = append_to_commitmeta(Some(&existing), &[b"second".to_vec(), b"third".to_vec()]).unwrap();
+        let parsed = VarDict::parse(aligned(&appended).as_ref());
+        assert!(parsed.contains("ostree.sign.ed25519"));
+        assert_eq!(read_signatures(&appended).unwrap(), [&b"first"[..], b"second", b"third"]);
+    }
+
+    #[test]
+    fn append_to_nothing_makes_a_signatures_only_commitmeta() {
+        let signatures = [b"one".to_vec()];
+        assert_eq!(append_to_commitmeta(None, &signatures).unwrap(), signatures_file(&signatures));
+    }
+
+    #[test]
+    fn append_rejects_signatures_of_the_wrong_type() {
+        let mut dict = VarDict::new();
+        dict.set(GPG_SIGNATURES_KEY, variant(gv!("s"), "not signatures"));
+        let result = append_to_commitmeta(Some(&dict.to_bytes()), &[b"sig".to_vec()]);
+        assert!(matches!(result, Err(FormatError::Malformed(_))), "{result:?}");
+    }
+
+    #[test]
+    fn rejects_text_without_a_secret_key() {
+        assert!(matches!(Signer::from_armored(""), Err(SignError::NoKey)));
+        assert!(matches!(Signer::from_armored("not a key"), Err(SignError::NoKey)));
+        let garbled = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnot base64\n-----END PGP PRIVATE KEY BLOCK-----\n";
+        assert!(matches!(Signer::from_armored(garbled), Err(SignError::InvalidKey(_))));
+    }
+}
