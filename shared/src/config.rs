@@ -31,6 +31,8 @@ pub struct Config {
     /// Public URL of the server; `http://<host>:<port>` when empty.
     #[serde(default)]
     pub base_url: String,
+    /// The GnuPG home holding the `gpg-key` keys of repositories (GnuPG's default home when
+    /// absent).
     #[serde(default)]
     pub gpg_homedir: Option<String>,
     /// Base64 HMAC key for API tokens.
@@ -44,6 +46,7 @@ pub struct Config {
     pub repos: BTreeMap<String, RepoConfig>,
     /// Where build repositories live.
     pub build_repo_base: PathBuf,
+    /// Ids of keys in `gpg-homedir` that sign build repositories' commits and summaries.
     #[serde(default)]
     pub build_gpg_key: Option<OneOrMany>,
     /// Seconds to wait before a summary update, to batch publishes (flatbucket publishes at once).
@@ -92,8 +95,13 @@ pub struct RepoConfig {
     pub suggested_repo_name: Option<String>,
     #[serde(default)]
     pub runtime_repo_url: Option<String>,
+    /// Ids of keys in `gpg-homedir` that sign the repository (flat-manager's setting).
     #[serde(default)]
     pub gpg_key: Option<OneOrMany>,
+    /// A file of armored secret keys, without passphrase, that sign the repository (flatbucket's
+    /// setting; several keys: each signs, for key rotation). Used together with `gpg-key`.
+    #[serde(default)]
+    pub gpg_key_file: Option<PathBuf>,
     #[serde(default)]
     pub base_url: Option<String>,
     #[serde(default)]
@@ -118,6 +126,16 @@ pub struct RepoConfig {
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, one or many.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Many(many) => many,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +223,14 @@ impl Config {
 
     fn resolve_paths(&mut self, base_dir: &Path) {
         self.build_repo_base = base_dir.join(&self.build_repo_base);
+        if let Some(homedir) = &mut self.gpg_homedir {
+            *homedir = base_dir.join(&*homedir).to_string_lossy().into_owned();
+        }
+        for repo in self.repos.values_mut() {
+            if let Some(file) = &mut repo.gpg_key_file {
+                *file = base_dir.join(&*file);
+            }
+        }
         // In buckets, repository paths are key prefixes, not directories.
         if self.s3.is_none() {
             for repo in self.repos.values_mut() {
@@ -262,13 +288,7 @@ impl Config {
     /// Settings flatbucket accepts for compatibility but does not act on yet, for a start-up log.
     pub fn inactive_settings(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.build_gpg_key.is_some() || self.gpg_homedir.is_some() {
-            notes.push("build-gpg-key/gpg-homedir: commits are not signed yet".to_owned());
-        }
         for (name, repo) in &self.repos {
-            if repo.gpg_key.is_some() {
-                notes.push(format!("repos.{name}.gpg-key: the repository is not signed yet"));
-            }
             if repo.hooks.is_some() || repo.post_publish_script.is_some() {
                 notes.push(format!("repos.{name}: hooks and post-publish-script are not run"));
             }
@@ -342,6 +362,24 @@ mod tests {
         assert_eq!(config.s3.as_ref().unwrap().staging_prefix, "build");
         assert_eq!(config.repos["stable"].path, std::path::Path::new("repo"), "a key prefix, not a directory");
         assert!(load(&MINIMAL.replace("\"secret\"", "\"database-url\": \"dynamodb://\", \"secret\"")).is_err());
+    }
+
+    #[test]
+    fn resolves_key_paths_and_reports_signing_active() {
+        let json = MINIMAL
+            .replace("\"secret\"", "\"gpg-homedir\": \"gnupg\", \"secret\"")
+            .replace("\"subsets\"", "\"gpg-key\": [\"A\", \"B\"], \"gpg-key-file\": \"keys/repo.asc\", \"subsets\"");
+        let config = load(&json).unwrap();
+        assert!(Path::new(config.gpg_homedir.as_deref().unwrap()).is_absolute());
+        let repo = &config.repos["stable"];
+        assert!(repo.gpg_key_file.as_ref().unwrap().is_absolute());
+        assert!(repo.gpg_key_file.as_ref().unwrap().ends_with("keys/repo.asc"));
+        assert_eq!(repo.gpg_key.as_ref().unwrap().as_slice(), ["A", "B"]);
+        assert!(
+            config.inactive_settings().iter().all(|note| !note.contains("gpg")),
+            "{:?}",
+            config.inactive_settings()
+        );
     }
 
     #[test]

@@ -7,10 +7,12 @@ pub mod bigapp;
 pub mod fault;
 pub mod fixture;
 pub mod flat_manager;
+pub mod gpg;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod machine;
 pub mod mirror;
+pub mod publishing;
 pub mod router;
 pub mod synthetic;
 pub mod tools;

@@ -3,12 +3,16 @@
 //! configuration; nothing else knows which ones run.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+
+use anyhow::Context;
 
 mod backends;
 
-use crate::config::{Config, RepoConfig};
+use crate::config::{Config, OneOrMany, RepoConfig};
 use crate::jobs::queue::{JobQueue, QueueReceiver};
+use crate::repo::sign::Signer;
 use crate::repo::summary::SummarySettings;
 use crate::state::StateStore;
 use crate::store::{Layered, ObjectStore, Prefixed};
@@ -20,6 +24,8 @@ pub struct Repo {
     pub config: RepoConfig,
     pub store: Arc<dyn ObjectStore>,
     pub settings: SummarySettings,
+    /// The keys that sign new commits and the summaries, when the repository is signed.
+    pub signer: Option<Arc<Signer>>,
 }
 
 /// Shared by the router and the worker; cheap to clone.
@@ -34,6 +40,8 @@ pub struct AppState {
     /// The largest request body the API accepts, when the deployment has a limit of its own (a
     /// Lambda function's payload limit); larger requests get 413. `None`: only each route's limits.
     pub max_request_body: Option<u64>,
+    /// The `build-gpg-key` keys that sign build repositories' commits and summaries, if any.
+    pub build_signer: Option<Arc<Signer>>,
     keys: Arc<Keys>,
 }
 
@@ -46,15 +54,31 @@ struct Keys {
 impl AppState {
     /// Builds the backends the configuration selects — local directories or S3 buckets, SQLite or
     /// DynamoDB, the in-process queue or SQS — and returns the receiving end of the in-process
-    /// queue when there is one, for the caller's worker.
+    /// queue when there is one, for the caller's worker. Signing keys (`gpg-key-file`, `gpg-key`,
+    /// `build-gpg-key`) are loaded first, once: a key that cannot sign stops the start.
     pub async fn from_config(config: Config) -> anyhow::Result<(Self, Option<QueueReceiver>)> {
+        let homedir = config.gpg_homedir.as_deref().map(Path::new);
+        let mut signers = BTreeMap::new();
+        for (name, repo) in &config.repos {
+            let ids = repo.gpg_key.as_ref().map_or(&[][..], OneOrMany::as_slice);
+            let signer = load_signer(homedir, ids, repo.gpg_key_file.as_deref())
+                .with_context(|| format!("signing keys of repos.{name}"))?;
+            signers.insert(name.clone(), signer);
+        }
+        let build_ids = config.build_gpg_key.as_ref().map_or(&[][..], OneOrMany::as_slice);
+        let build_signer = load_signer(homedir, build_ids, None).context("build-gpg-key")?;
         let state = backends::state(&config).await?;
-        let (staging, repos) = backends::stores(&config).await?;
+        let (staging, mut repos) = backends::stores(&config).await?;
+        for (name, repo) in &mut repos {
+            repo.signer = signers.remove(name).flatten();
+        }
         let (queue, receiver) = backends::queue(&config).await?;
-        Ok((Self::new(config, state, staging, repos, queue)?, receiver))
+        let mut app = Self::new(config, state, staging, repos, queue)?;
+        app.build_signer = build_signer;
+        Ok((app, receiver))
     }
 
-    /// Assembles the state from backends built elsewhere.
+    /// Assembles the state from backends built elsewhere, without a build signer.
     pub fn new(
         config: Config,
         state: Arc<dyn StateStore>,
@@ -71,6 +95,7 @@ impl AppState {
             repos: Arc::new(repos),
             queue,
             max_request_body: None,
+            build_signer: None,
             keys: Arc::new(Keys { secret, repo_secret }),
         })
     }
@@ -121,13 +146,38 @@ impl AppState {
     }
 }
 
+/// A signer of the keys in `key_file` and the keys `key_ids` exported from `gpg_homedir`; `None`
+/// when there are none.
+pub fn load_signer(
+    gpg_homedir: Option<&Path>,
+    key_ids: &[String],
+    key_file: Option<&Path>,
+) -> anyhow::Result<Option<Arc<Signer>>> {
+    let mut signer: Option<Signer> = None;
+    let mut add = |more: Signer| match &mut signer {
+        Some(signer) => signer.extend(more),
+        None => signer = Some(more),
+    };
+    if let Some(file) = key_file {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("gpg-key-file: cannot read {}", file.display()))?;
+        add(Signer::from_armored(&text).with_context(|| format!("gpg-key-file {}", file.display()))?);
+    }
+    for key in key_ids {
+        let homedir = gpg_homedir.map_or_else(|| "GnuPG's default home".to_owned(), |h| h.display().to_string());
+        add(Signer::from_gpg_homedir(gpg_homedir, key).with_context(|| format!("gpg-key {key} in {homedir}"))?);
+    }
+    Ok(signer.map(Arc::new))
+}
+
 impl Repo {
+    /// An unsigned repository; [`AppState::from_config`] gives configured ones their signer.
     pub fn new(name: &str, config: RepoConfig, store: Arc<dyn ObjectStore>) -> Self {
         let settings = SummarySettings {
             collection_id: config.collection_id.clone(),
             deploy_collection_id: config.deploy_collection_id,
             ..SummarySettings::default()
         };
-        Self { name: name.to_owned(), config, store, settings }
+        Self { name: name.to_owned(), config, store, settings, signer: None }
     }
 }

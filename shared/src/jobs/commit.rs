@@ -1,7 +1,8 @@
 //! The commit job: take the uploads into the build's own repository, verify every ref's full
 //! closure there (objects the repository already has may be left out of the upload), rewrite each
 //! commit for its ref, and write refs and summaries so `/build-repo/<id>` is installable. Then the
-//! build is `ready`; on any bad object it fails with a reason naming the objects.
+//! build is `ready`; on any bad object it fails with a reason naming the objects. With
+//! `build-gpg-key`, each rewritten commit is signed before it is written, and so are the summaries.
 //!
 //! Uploads are copied before they are verified, never after: a presigned URL (valid for an hour)
 //! or a late multipart request can still change an upload, but nothing but this job writes the
@@ -13,6 +14,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::publish::sign_commit;
 use super::{now, verify_concurrency, JobContext};
 use crate::app::Repo;
 use crate::domain::build::{Build, RepoState};
@@ -137,6 +139,9 @@ async fn commit_ref(
     let build_store = app.build_store(build.id);
     let bytes = commit.to_bytes();
     let checksum = Checksum::of(&bytes);
+    if let Some(signer) = &app.build_signer {
+        sign_commit(&*build_store, checksum, &bytes, signer).await?;
+    }
     build_store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
     ctx.log(format!("Committed {} as {checksum}", options.ref_name)).await;
     Ok(RefRecord::from_commit(&options.ref_name, checksum, &commit, bytes.len() as u64, None)?)
@@ -162,7 +167,10 @@ async fn write_build_repo(ctx: &JobContext<'_>, build: &Build, records: &[RefRec
     let store = ctx.app.build_store(build.id);
     write_config(&*store, None).await?;
     write_refs(&*store, records).await?;
-    let files = build_summaries(&*store, records, &SummarySettings::default(), &[], now()).await?;
+    let mut files = build_summaries(&*store, records, &SummarySettings::default(), &[], now()).await?;
+    if let Some(signer) = &ctx.app.build_signer {
+        files.sign(signer)?;
+    }
     write_summaries(&*store, &files).await?;
     Ok(())
 }

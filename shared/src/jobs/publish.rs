@@ -6,6 +6,10 @@
 //! A run killed at any point is run again from the start and publishes each ref exactly once:
 //! the commit made for a ref is remembered in the build's files (`published/<ref>`) before any
 //! ref moves, and a re-run takes it again instead of stacking a second commit on top of it.
+//!
+//! In a signed repository each new commit gets its signatures (`.commitmeta`) before the commit
+//! object is written, and the summaries are signed ([`crate::repo::publish`] has the order). A
+//! re-run signs a commit only with the keys that have not signed it yet.
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -23,9 +27,13 @@ use crate::repo::publish::{build_summaries, copy_objects, write_refs, write_summ
 use crate::repo::record::RefRecord;
 use crate::repo::refs::FlatpakRef;
 use crate::repo::rewrite::{rewrite_commit, RewriteOptions};
+use crate::repo::sign::{append_to_commitmeta, read_signatures, Signer};
 use crate::repo::walk::walk_closure;
 use crate::repo::{Checksum, ObjectName, ObjectType};
-use crate::store::read_limited;
+use crate::store::{read_limited, ObjectStore};
+
+/// Largest `.commitmeta` read back.
+const MAX_COMMITMETA_SIZE: u64 = 16 * 1024 * 1024;
 
 pub async fn run(ctx: &JobContext<'_>, contents: PublishContents) -> anyhow::Result<Value> {
     let app = ctx.app;
@@ -62,7 +70,10 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     app.state.put_repo_refs(&repo.name, &published).await?;
     write_refs(&*repo.store, &published).await?;
     let records = app.state.repo_refs(&repo.name).await?;
-    let files = build_summaries(&*repo.store, &records, &repo.settings, &[], now()).await?;
+    let mut files = build_summaries(&*repo.store, &records, &repo.settings, &[], now()).await?;
+    if let Some(signer) = &repo.signer {
+        files.sign(signer)?;
+    }
     write_summaries(&*repo.store, &files).await?;
     ctx.log(format!("Updated summary for {} refs", records.len())).await;
     app.state.set_published_state(build.id, &[PublishedState::Publishing], PublishedState::Published, None).await?;
@@ -146,8 +157,35 @@ async fn publish_ref(
     let copied = copy_objects(&*view, &*repo.store, &names).await?;
     let bytes = commit.to_bytes();
     let checksum = Checksum::of(&bytes);
+    if let Some(signer) = &repo.signer {
+        sign_commit(&*repo.store, checksum, &bytes, signer).await?;
+    }
     repo.store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
     ctx.app.build_store(build.id).put(&made_key(name), Bytes::from(ref_file(&checksum))).await?;
     ctx.log(format!("Published {name} as {checksum} ({copied} new objects)")).await;
     Ok(RefRecord::from_commit(name, checksum, &commit, bytes.len() as u64, None)?)
+}
+
+/// Adds the signatures of `signer`'s keys that `commit` lacks to its `.commitmeta`, keeping what
+/// is there (an earlier run's signatures, other metadata): a commit is never signed twice by a key.
+pub(super) async fn sign_commit(
+    store: &dyn ObjectStore,
+    checksum: Checksum,
+    commit: &[u8],
+    signer: &Signer,
+) -> anyhow::Result<()> {
+    let key = ObjectName::new(checksum, ObjectType::CommitMeta).key();
+    let existing = match read_limited(store, &key, MAX_COMMITMETA_SIZE).await {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let signed = existing.as_deref().map(read_signatures).transpose()?.unwrap_or_default();
+    let signatures = signer.sign_missing(&signed, commit)?;
+    if signatures.is_empty() {
+        return Ok(());
+    }
+    let metadata = append_to_commitmeta(existing.as_deref(), &signatures)?;
+    store.put(&key, Bytes::from(metadata)).await?;
+    Ok(())
 }

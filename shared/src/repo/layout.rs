@@ -24,7 +24,9 @@ pub fn ref_file(commit: &super::Checksum) -> String {
 }
 
 /// The `Cache-Control` a file of a published repository should be served with: content-addressed
-/// files are immutable, pointers (`summary.idx`, `summary`, refs, delta indexes) short-lived.
+/// files (objects, `summaries/`, including the digest-named `summaries/<digest>.idx.sig`) are
+/// immutable; pointers (`summary.idx`, `summary`, their fixed-name `.sig` files, refs, delta
+/// indexes) short-lived.
 pub fn cache_control(key: &str) -> &'static str {
     const IMMUTABLE: &str = "public, max-age=31536000, immutable";
     match key {
@@ -58,6 +60,9 @@ mod tests {
         assert!(super::cache_control("summaries/abc.gz").contains("immutable"));
         assert!(!super::cache_control("objects/ab/cd.commitmeta").contains("immutable"));
         assert!(!super::cache_control("summary.idx").contains("immutable"));
+        assert!(super::cache_control("summaries/abc.idx.sig").contains("immutable"), "named by its index's digest");
+        assert!(super::cache_control("summary.sig").contains("max-age=30,"));
+        assert!(super::cache_control("summary.idx.sig").contains("max-age=30,"));
         assert!(!super::cache_control("delta-indexes/H2/x.index").contains("immutable"));
     }
 

@@ -1,7 +1,22 @@
 //! Writing a repository in the order that keeps readers safe (DESIGN property 4): content
-//! objects, then dirmeta and dirtree, then commits, then refs, then the summaries with
-//! `summary.idx` as the switch and the compat `summary` last. A crash between any two writes
-//! leaves every published file pointing only at objects that already exist.
+//! objects, then dirmeta and dirtree, then a new commit's `.commitmeta` (its signatures), then
+//! commits, then refs, then the summaries with `summary.idx` as the switch and the compat
+//! `summary` last. A crash between any two writes leaves every published file pointing only at
+//! objects that already exist.
+//!
+//! In a signed repository the summaries go out as:
+//!
+//! 1. `summaries/<digest>.gz` and `summaries/<old>-<new>.delta`, immutable;
+//! 2. `summaries/<sha256 of summary.idx>.idx.sig`, immutable: the signature flatpak fetches for
+//!    the index it got, so it exists before the index that needs it;
+//! 3. `summary.idx`, the switch;
+//! 4. `summary.idx.sig`, the same signature under the fixed name older readers ask for;
+//! 5. `summary.sig`, then `summary`: the compat summary is a switch as well, and its signature
+//!    exists before it does.
+//!
+//! A reader pairing a fixed-name file with its fixed-name signature may, for the moment between
+//! two writes, get one old and one new: it fails verification and succeeds on its next try, and
+//! never accepts a file it should not. The digest-named signature has no such window.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +26,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::layout::{ref_file, repo_config};
 use super::record::RefRecord;
 use super::retire;
+#[cfg(feature = "server")]
+use super::sign::{SignError, Signer};
 use super::summary::{
     all_subsummaries, compat_summary, gunzip, gzip, parse_index, summary_diff, summary_index, DeltaListing, IndexEntry,
     SummarySettings,
@@ -83,6 +100,10 @@ pub struct SummaryFiles {
     pub index: Vec<u8>,
     /// The compat `summary`.
     pub compat: Vec<u8>,
+    /// `summary.idx.sig` (also stored as `summaries/<index digest>.idx.sig`) when signed.
+    pub index_signatures: Option<Vec<u8>>,
+    /// `summary.sig` when signed.
+    pub compat_signatures: Option<Vec<u8>>,
     /// The `summaries/` files this index names.
     pub named: BTreeSet<String>,
     /// The `summaries/` files the previous index named and this one does not.
@@ -96,6 +117,21 @@ impl SummaryFiles {
     pub fn index_digest(&self) -> Checksum {
         Checksum::of(&self.index)
     }
+
+    /// Signs `summary.idx` and `summary` with every key of `signer`; the index's digest-named
+    /// signature becomes one of the files it names.
+    #[cfg(feature = "server")]
+    pub fn sign(&mut self, signer: &Signer) -> Result<(), SignError> {
+        self.index_signatures = Some(signer.signatures_file(&self.index)?);
+        self.compat_signatures = Some(signer.signatures_file(&self.compat)?);
+        self.named.insert(index_signatures_key(&self.index_digest()));
+        Ok(())
+    }
+}
+
+/// `summaries/<digest>.idx.sig`: the signatures of the `summary.idx` whose sha256 is `digest`.
+pub fn index_signatures_key(digest: &Checksum) -> String {
+    format!("summaries/{digest}.idx.sig")
 }
 
 /// Builds the summaries for `records`, with history and deltas from the index currently in `dst`.
@@ -106,12 +142,14 @@ pub async fn build_summaries(
     static_deltas: &[DeltaListing],
     now: u64,
 ) -> Result<SummaryFiles, StoreError> {
-    let previous = read_previous_index(dst).await?;
+    let (previous, previous_digest) = read_previous_index(dst).await?;
     let mut files = SummaryFiles {
         subsummaries: Vec::new(),
         deltas: Vec::new(),
         index: Vec::new(),
         compat: Vec::new(),
+        index_signatures: None,
+        compat_signatures: None,
         named: BTreeSet::new(),
         retired: Vec::new(),
         now,
@@ -138,17 +176,33 @@ pub async fn build_summaries(
     files.compat = compat_summary(records, settings, static_deltas, now);
     files.named = retire::referenced(entries.values());
     files.retired = retire::referenced(previous.values()).difference(&files.named).cloned().collect();
+    // The previous index's signature, if it was signed, goes with it (unless the index is the same).
+    if let Some(key) = previous_digest.filter(|d| *d != files.index_digest()).map(|d| index_signatures_key(&d)) {
+        if dst.head(&key).await?.is_some() {
+            files.retired.push(key);
+        }
+    }
     Ok(files)
 }
 
-/// Writes the summary files: immutable ones first, then `summary.idx`, then `summary`; then
-/// records the files the new index retires and deletes those retired long enough ago
-/// ([`retire`]). That clean-up only logs its failures: the summaries are published by then.
+/// Writes the summary files in the order of the module documentation: immutable ones first, then
+/// the index's digest-named signature, `summary.idx`, `summary.idx.sig`, `summary.sig` and
+/// `summary`; then records the files the new index retires and deletes those retired long enough
+/// ago ([`retire`]). That clean-up only logs its failures: the summaries are published by then.
 pub async fn write_summaries(dst: &dyn ObjectStore, files: &SummaryFiles) -> Result<(), StoreError> {
     for (key, bytes) in files.subsummaries.iter().chain(&files.deltas) {
         dst.put_if_absent(key, Bytes::from(bytes.clone())).await?;
     }
+    if let Some(signatures) = &files.index_signatures {
+        dst.put(&index_signatures_key(&files.index_digest()), Bytes::from(signatures.clone())).await?;
+    }
     dst.put("summary.idx", Bytes::from(files.index.clone())).await?;
+    if let Some(signatures) = &files.index_signatures {
+        dst.put("summary.idx.sig", Bytes::from(signatures.clone())).await?;
+    }
+    if let Some(signatures) = &files.compat_signatures {
+        dst.put("summary.sig", Bytes::from(signatures.clone())).await?;
+    }
     dst.put("summary", Bytes::from(files.compat.clone())).await?;
     let tag = files.index_digest().to_hex();
     if let Err(e) = retire::record(dst, &files.retired, &tag, files.now).await {
@@ -162,13 +216,19 @@ pub async fn write_summaries(dst: &dyn ObjectStore, files: &SummaryFiles) -> Res
     Ok(())
 }
 
-async fn read_previous_index(dst: &dyn ObjectStore) -> Result<BTreeMap<String, IndexEntry>, StoreError> {
+/// The entries of the current `summary.idx` and its sha256, if there is one.
+async fn read_previous_index(
+    dst: &dyn ObjectStore,
+) -> Result<(BTreeMap<String, IndexEntry>, Option<Checksum>), StoreError> {
     match read_limited(dst, "summary.idx", MAX_SUMMARY_SIZE).await {
-        Ok(bytes) => Ok(parse_index(&bytes).map(|(entries, _)| entries).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring unreadable summary.idx: no summary deltas this time");
-            BTreeMap::new()
-        })),
-        Err(StoreError::NotFound(_)) => Ok(BTreeMap::new()),
+        Ok(bytes) => {
+            let entries = parse_index(&bytes).map(|(entries, _)| entries).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring unreadable summary.idx: no summary deltas this time");
+                BTreeMap::new()
+            });
+            Ok((entries, Some(Checksum::of(&bytes))))
+        }
+        Err(StoreError::NotFound(_)) => Ok((BTreeMap::new(), None)),
         Err(e) => Err(e),
     }
 }

@@ -24,6 +24,7 @@ const LEDGER: &str = ".flatbucket/retired/";
 const MAX_ENTRY_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Every `summaries/` file an index names: each subsummary and the deltas to it from its history.
+/// (A signed index also names its own `summaries/<digest>.idx.sig`, added when it is signed.)
 pub fn referenced<'a>(entries: impl IntoIterator<Item = &'a IndexEntry>) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     for entry in entries {

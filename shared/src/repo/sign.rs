@@ -95,6 +95,21 @@ impl Key {
         format!("{:X}", self.secret.primary_key.fingerprint())
     }
 
+    /// Whether the binary signature `signature` was made by the part of this key that signs.
+    fn made(&self, signature: &[u8]) -> bool {
+        let (fingerprint, key_id) = match self.part {
+            SigningPart::Primary => (self.secret.primary_key.fingerprint(), self.secret.primary_key.legacy_key_id()),
+            SigningPart::Subkey(i) => {
+                let key = &self.secret.secret_subkeys[i].key;
+                (key.fingerprint(), key.legacy_key_id())
+            }
+        };
+        DetachedSignature::from_bytes(signature).is_ok_and(|parsed| {
+            parsed.signature.issuer_fingerprint().contains(&&fingerprint)
+                || parsed.signature.issuer_key_id().contains(&&key_id)
+        })
+    }
+
     /// A binary detached signature over `data`.
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
         let signature = match self.part {
@@ -213,6 +228,22 @@ impl Signer {
     /// Binary detached signatures over `data`, one per key.
     pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<Vec<u8>>, SignError> {
         self.keys.iter().map(|key| key.sign(data)).collect()
+    }
+
+    /// Signatures over `data` by the keys that made none of `existing`: what a commit already
+    /// signed (by an earlier run, or before a key was added) still needs. Empty when every key
+    /// signed, so signing again never grows a commit's metadata.
+    pub fn sign_missing(&self, existing: &[Vec<u8>], data: &[u8]) -> Result<Vec<Vec<u8>>, SignError> {
+        self.keys
+            .iter()
+            .filter(|key| !existing.iter().any(|signature| key.made(signature)))
+            .map(|key| key.sign(data))
+            .collect()
+    }
+
+    /// Adds `other`'s keys after this signer's.
+    pub fn extend(&mut self, other: Signer) {
+        self.keys.extend(other.keys);
     }
 
     /// A `.sig` file (`summary.sig`, `summary.idx.sig`, `summaries/<digest>.idx.sig`) signing `data`.
