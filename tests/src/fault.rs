@@ -232,19 +232,22 @@ impl ObjectStore for FaultyStore {
     }
 }
 
-/// `app` with its staging store and every repository's store under `faults`; state and queue are
-/// shared with `app`.
+/// `app` with its staging store and every repository's store under `faults`; state, queue and
+/// signing keys are shared with `app`.
 pub fn with_faults(app: &AppState, faults: &Arc<Faults>) -> anyhow::Result<AppState> {
     let repos = app
         .repos
         .iter()
         .map(|(name, repo)| {
-            let store = FaultyStore::wrap(repo.store.clone(), faults);
-            (name.clone(), Repo::new(name, repo.config.clone(), store))
+            let mut faulty = Repo::new(name, repo.config.clone(), FaultyStore::wrap(repo.store.clone(), faults));
+            faulty.signer = repo.signer.clone();
+            (name.clone(), faulty)
         })
         .collect();
     let staging = FaultyStore::wrap(app.staging.clone(), faults);
-    AppState::new((*app.config).clone(), app.state.clone(), staging, repos, app.queue.clone())
+    let mut faulty = AppState::new((*app.config).clone(), app.state.clone(), staging, repos, app.queue.clone())?;
+    faulty.build_signer = app.build_signer.clone();
+    Ok(faulty)
 }
 
 /// The refs a reader finds in a repository's entry points.

@@ -10,21 +10,23 @@
 //! stores; points run a few at a time.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 use flatbucket::app::AppState;
 use flatbucket::config::Config;
-use flatbucket::domain::build::{NewBuild, PublishedState, RepoState};
+use flatbucket::domain::build::{PublishedState, RepoState};
 use flatbucket::domain::job::{CommitContents, JobStatus, PublishContents};
 use flatbucket::jobs::run_job;
-use flatbucket::repo::local::{read_commit, resolve_ref};
-use flatbucket::repo::publish::copy_objects;
-use flatbucket::repo::walk::walk_closure;
-use flatbucket::repo::{Checksum, ObjectName};
-use flatbucket::store::{Layered, LocalStore, ObjectStore};
+use flatbucket::repo::local::{list_refs, read_commit, resolve_ref};
+use flatbucket::repo::sign::read_signatures;
+use flatbucket::repo::{Checksum, ObjectName, ObjectType};
+use flatbucket::store::{read_limited, Layered, LocalStore, ObjectStore};
 use flatbucket_tests::fault::{check_readable, with_faults, Faults, Kill, Operation, Outcome, Readable, When};
 use flatbucket_tests::fixture::{build_repo, export_app_version, Fixture, APP_ID, APP_REF, RUNTIME_REF};
+use flatbucket_tests::gpg::GnuPg;
+use flatbucket_tests::publishing::{run_to_end, upload};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -183,16 +185,21 @@ impl Versions {
 }
 
 /// Where the suites run: the embedded backends (SQLite, directories) or S3 and DynamoDB on moto.
+/// Repositories are signed, so killed runs also leave signatures half-written.
 struct Backend {
     dir: TempDir,
+    /// The armored secret key every repository signs with.
+    key_file: PathBuf,
     #[cfg(feature = "aws")]
     aws: Option<flatbucket_tests::aws::Resources>,
 }
 
 impl Backend {
     fn embedded() -> anyhow::Result<Self> {
+        let (dir, key_file) = Self::signing_key()?;
         Ok(Self {
-            dir: tempfile::tempdir()?,
+            dir,
+            key_file,
             #[cfg(feature = "aws")]
             aws: None,
         })
@@ -200,7 +207,16 @@ impl Backend {
 
     #[cfg(feature = "aws")]
     async fn aws() -> anyhow::Result<Self> {
-        Ok(Self { dir: tempfile::tempdir()?, aws: Some(flatbucket_tests::aws::resources().await?) })
+        let (dir, key_file) = Self::signing_key()?;
+        Ok(Self { dir, key_file, aws: Some(flatbucket_tests::aws::resources().await?) })
+    }
+
+    /// A directory for the backend's files, holding a fresh signing key.
+    fn signing_key() -> anyhow::Result<(TempDir, PathBuf)> {
+        let (dir, gpg) = (tempfile::tempdir()?, GnuPg::new()?);
+        let key = gpg.generate("fault@example.org")?;
+        let key_file = gpg.export_secret(&[&key], &dir.path().join("key.asc"))?;
+        Ok((dir, key_file))
     }
 
     /// A configuration with one repository `name`, fresh for this name; on AWS the buckets and
@@ -208,7 +224,12 @@ impl Backend {
     fn config(&self, name: &str) -> anyhow::Result<Config> {
         let dir = self.dir.path().join(name);
         let mut config = json!({
-            "repos": {name: {"path": dir.join("repo"), "collection-id": "org.test.Fault", "subsets": {}}},
+            "repos": {name: {
+                "path": dir.join("repo"),
+                "collection-id": "org.test.Fault",
+                "subsets": {},
+                "gpg-key-file": self.key_file,
+            }},
             "database-url": format!("sqlite:{}", dir.join("state.sqlite").display()),
             "build-repo-base": dir.join("build-repo"),
             "secret": "c2VjcmV0"
@@ -281,55 +302,28 @@ struct Prepared {
 
 async fn prepare(env: &Env, versions: &Versions, scenario: Scenario) -> anyhow::Result<Prepared> {
     let state = &env.plain.state;
-    let first = upload(env, versions, &versions.first).await?;
+    let first = upload(&env.plain, &env.repo, APP_ID, &versions.source, &versions.first).await?;
     if let Scenario::Commit = scenario {
         let job = state.start_commit(&commit_contents(first)).await?.id;
         return Ok(Prepared { job, build: first, refs: versions.first.clone(), publishes: Vec::new() });
     }
-    finish(env, state.start_commit(&commit_contents(first)).await?.id).await?;
+    run_to_end(&env.plain, state.start_commit(&commit_contents(first)).await?.id).await?;
     if let Scenario::FirstPublish = scenario {
         let job = state.start_publish(&PublishContents { build: first }).await?.id;
         return Ok(Prepared { job, build: first, refs: versions.first.clone(), publishes: Vec::new() });
     }
-    let result = finish(env, state.start_publish(&PublishContents { build: first }).await?.id).await?;
+    let result = run_to_end(&env.plain, state.start_publish(&PublishContents { build: first }).await?.id).await?;
     let published: BTreeMap<String, String> = serde_json::from_value(result["refs"].clone())?;
     let published =
         published.into_iter().map(|(n, c)| Ok((n, Checksum::from_hex(&c)?))).collect::<anyhow::Result<_>>()?;
-    let second = upload(env, versions, &versions.second).await?;
-    finish(env, state.start_commit(&commit_contents(second)).await?.id).await?;
+    let second = upload(&env.plain, &env.repo, APP_ID, &versions.source, &versions.second).await?;
+    run_to_end(&env.plain, state.start_commit(&commit_contents(second)).await?.id).await?;
     let job = state.start_publish(&PublishContents { build: second }).await?.id;
     Ok(Prepared { job, build: second, refs: versions.second.clone(), publishes: vec![published] })
 }
 
 fn commit_contents(build: i64) -> CommitContents {
     CommitContents { build, endoflife: None, endoflife_rebase: None, token_type: None }
-}
-
-/// Creates a build, uploads every object of `refs` and registers them, as a client does.
-async fn upload(env: &Env, versions: &Versions, refs: &[(String, Checksum)]) -> anyhow::Result<i64> {
-    let new = NewBuild {
-        repo: env.repo.clone(),
-        app_id: Some(APP_ID.to_owned()),
-        public_download: true,
-        build_log_url: None,
-        token_name: None,
-        token_type: None,
-    };
-    let build = env.plain.state.create_build(new).await?.id;
-    for (name, commit) in refs {
-        let names: Vec<ObjectName> = walk_closure(&*versions.source, *commit).await?.object_names().collect();
-        copy_objects(&*versions.source, &*env.plain.upload_store(build), &names).await?;
-        env.plain.state.upsert_build_ref(build, name, &commit.to_hex(), None).await?;
-    }
-    Ok(build)
-}
-
-/// Runs a job on healthy stores and returns its results; it must end well.
-async fn finish(env: &Env, job: i64) -> anyhow::Result<Value> {
-    run_job(&env.plain, job).await?;
-    let job = env.plain.state.get_job(job).await?;
-    ensure!(job.status == JobStatus::Ended, "job {} ended {:?}: {}", job.id, job.status, job.log);
-    Ok(serde_json::from_str(job.results.as_deref().unwrap_or("null"))?)
 }
 
 /// The job ended, its build reached its state, and the repositories say one consistent thing.
@@ -350,7 +344,20 @@ async fn check_done(env: &Env, prepared: &Prepared) -> anyhow::Result<()> {
     }
     ensure!(build.published_state == PublishedState::Published, "build is {:?}", build.published_state);
     ensure!(left.is_empty(), "build files left behind: {left:?}");
-    check_published(env, prepared).await
+    check_published(env, prepared).await?;
+    check_signed_once(env).await
+}
+
+/// Every commit a ref names carries exactly one signature: a re-run never signs twice.
+async fn check_signed_once(env: &Env) -> anyhow::Result<()> {
+    let store = env.repo_store();
+    for (name, commit) in list_refs(&*store).await? {
+        let key = ObjectName::new(commit, ObjectType::CommitMeta).key();
+        let metadata = read_limited(&*store, &key, 1 << 20).await.with_context(|| format!("{name}: {key}"))?;
+        let signatures = read_signatures(&metadata)?;
+        ensure!(signatures.len() == 1, "{name} is signed {} times", signatures.len());
+    }
+    Ok(())
 }
 
 /// Every ref of the build has exactly one new commit on top of what was there, and ref
