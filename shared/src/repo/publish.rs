@@ -195,6 +195,10 @@ pub async fn write_summaries(dst: &dyn ObjectStore, files: &SummaryFiles) -> Res
     }
     if let Some(signatures) = &files.index_signatures {
         dst.put(&index_signatures_key(&files.index_digest()), Bytes::from(signatures.clone())).await?;
+    } else {
+        // A repository no longer signed must not keep signatures of summaries it replaces.
+        dst.delete("summary.idx.sig").await?;
+        dst.delete("summary.sig").await?;
     }
     dst.put("summary.idx", Bytes::from(files.index.clone())).await?;
     if let Some(signatures) = &files.index_signatures {
@@ -266,6 +270,19 @@ mod tests {
         let files = build_summaries(store, &records(commit), &SummarySettings::default(), &[], now).await.unwrap();
         write_summaries(store, &files).await.unwrap();
         files
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_publish_leaves_no_stale_summary_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        for key in ["summary.sig", "summary.idx.sig"] {
+            store.put(key, Bytes::from_static(b"signatures of an earlier, signed summary")).await.unwrap();
+        }
+        publish(&store, b"v1", 1_800_000_000).await;
+        for key in ["summary.sig", "summary.idx.sig"] {
+            assert!(store.head(key).await.unwrap().is_none(), "{key} would not match the new summary");
+        }
     }
 
     #[tokio::test]
