@@ -18,7 +18,6 @@ use super::builds::authorized_build;
 use super::error::ApiError;
 use super::upload::upload_path;
 use crate::app::AppState;
-use crate::domain::build::{Build, RepoState, StateKind, WrongState};
 use crate::domain::token::Scope;
 use crate::store::PresignedPut;
 
@@ -74,7 +73,7 @@ pub async fn upload_urls(
 ) -> Result<Json<UploadUrls>, ApiError> {
     let request: UploadUrlsRequest = read_json(&headers, body, JSON_LIMIT).await?;
     let build = authorized_build(&app, &token, id, &[Scope::Upload]).await?;
-    check_uploading(&build)?;
+    build.check_uploading().map_err(ApiError::WrongState)?;
     if request.objects.len() > MAX_OBJECTS {
         return Err(ApiError::bad_request(format!("At most {MAX_OBJECTS} objects per upload_urls request")));
     }
@@ -90,20 +89,6 @@ pub async fn upload_urls(
     }
     tracing::info!(build_id = id, objects = urls.len(), bytes, "issued presigned upload URLs");
     Ok(Json(UploadUrls { urls }))
-}
-
-/// Uploads, direct or not, belong to a build that is still uploading: later writes would land
-/// after its objects were verified.
-fn check_uploading(build: &Build) -> Result<(), ApiError> {
-    if build.repo_state == RepoState::Uploading {
-        return Ok(());
-    }
-    Err(ApiError::WrongState(WrongState {
-        kind: StateKind::Repo,
-        current: build.repo_state.as_str(),
-        expected: RepoState::Uploading.as_str(),
-        message: "Build is not in uploading state".to_owned(),
-    }))
 }
 
 /// The object's key in the upload area, named as a multipart upload would name it.

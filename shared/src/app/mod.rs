@@ -128,11 +128,7 @@ impl AppState {
 
     /// Removes everything a build stored: its uploads and its committed repository.
     pub async fn delete_build_files(&self, build: i64) -> Result<(), crate::store::StoreError> {
-        let store = self.build_store(build);
-        for key in store.list("").await? {
-            store.delete(&key).await?;
-        }
-        Ok(())
+        crate::store::delete_all(&*self.build_store(build), "").await
     }
 
     /// A build's uploads with the target repository beneath: what `missing_objects` looks in.

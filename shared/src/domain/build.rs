@@ -240,6 +240,15 @@ impl Build {
         Err(self.wrong_repo_state(RepoState::Ready, message))
     }
 
+    /// May objects still be uploaded? Only while the build is uploading: later writes would land
+    /// after its objects were verified.
+    pub fn check_uploading(&self) -> Result<(), WrongState> {
+        if self.repo_state == RepoState::Uploading {
+            return Ok(());
+        }
+        Err(self.wrong_repo_state(RepoState::Uploading, "Build is not in uploading state".to_owned()))
+    }
+
     /// May the build's files be purged? Not while a job works on them.
     pub fn can_purge(&self) -> bool {
         let busy = matches!(self.repo_state, RepoState::Committing | RepoState::Purging | RepoState::Validating);

@@ -27,6 +27,7 @@ use crate::repo::rewrite::{rewrite_commit, RewriteOptions};
 use crate::repo::summary::SummarySettings;
 use crate::repo::verify::{verify_commit, Verified};
 use crate::repo::{Checksum, ObjectName, ObjectType};
+use crate::store::delete_all;
 
 /// Problems named in a failure reason; the log has all of them.
 const REASON_PROBLEMS: usize = 10;
@@ -177,15 +178,7 @@ async fn write_build_repo(ctx: &JobContext<'_>, build: &Build, records: &[RefRec
 
 /// The raw uploads are no longer needed once the build repository is written.
 async fn delete_uploads(ctx: &JobContext<'_>, build: i64) {
-    let store = ctx.app.upload_store(build);
-    let result: Result<(), crate::store::StoreError> = async {
-        for key in store.list("").await? {
-            store.delete(&key).await?;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
+    if let Err(e) = delete_all(&*ctx.app.upload_store(build), "").await {
         ctx.log(format!("Could not remove the uploads: {e}")).await;
     }
 }

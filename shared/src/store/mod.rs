@@ -140,6 +140,14 @@ pub async fn read_limited(store: &dyn ObjectStore, key: &str, limit: u64) -> Res
     Ok(data)
 }
 
+/// Deletes every object whose key starts with `prefix`.
+pub async fn delete_all(store: &dyn ObjectStore, prefix: &str) -> Result<(), StoreError> {
+    for key in store.list(prefix).await? {
+        store.delete(&key).await?;
+    }
+    Ok(())
+}
+
 /// Keys are relative `/`-separated paths: no empty, `.` or `..` components, no NUL or backslash.
 /// `+` and other printable characters are allowed (static-delta keys contain `+`).
 pub fn validate_key(key: &str) -> Result<(), StoreError> {
