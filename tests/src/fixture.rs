@@ -146,7 +146,67 @@ fn write_app(build: &Path, version: u32) -> anyhow::Result<()> {
     write_file(&share.join("README.txt"), "The flatbucket fixture app.\n", 0o644)?;
     write_file(&share.join("version.txt"), &format!("{version}\n"), 0o644)?;
     write_file(&share.join("docs/nested/notes.txt"), "A file a few directories down, so trees have depth.\n", 0o644)?;
-    symlink("version.txt", &share.join("current"))
+    symlink("version.txt", &share.join("current"))?;
+    write_appstream(&files.join("share/app-info"))
+}
+
+/// The name the fixture app's appstream data gives it.
+pub const APP_NAME: &str = "Example Hello";
+
+/// The fixture app's appstream file, `<id>.xml`, before compression.
+pub fn appstream_xml() -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<components version=\"0.8\" origin=\"flatpak\">\n  \
+         <component type=\"desktop-application\">\n    <id>{APP_ID}</id>\n    <name>{APP_NAME}</name>\n    \
+         <summary>Says hello from the flatbucket fixture</summary>\n    <metadata_license>CC0-1.0</metadata_license>\n    \
+         <icon type=\"cached\" height=\"64\" width=\"64\">{APP_ID}.png</icon>\n    \
+         <icon type=\"cached\" height=\"128\" width=\"128\">{APP_ID}.png</icon>\n  </component>\n</components>\n"
+    )
+}
+
+/// Appstream data as flatpak-builder leaves it under `share/app-info`: the gzipped XML and the
+/// 64x64 and 128x128 icons.
+fn write_appstream(app_info: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let xmls = app_info.join("xmls");
+    create_dir(&xmls)?;
+    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::default());
+    gz.write_all(appstream_xml().as_bytes())?;
+    std::fs::write(xmls.join(format!("{APP_ID}.xml.gz")), gz.finish()?)?;
+    for size in [64u32, 128] {
+        let dir = app_info.join(format!("icons/flatpak/{size}x{size}"));
+        create_dir(&dir)?;
+        std::fs::write(dir.join(format!("{APP_ID}.png")), png(size, [0x3c, 0x8d, 0xbc]))?;
+    }
+    Ok(())
+}
+
+/// A `size`×`size` PNG of one RGB colour.
+fn png(size: u32, rgb: [u8; 3]) -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut header = Vec::new();
+    header.extend_from_slice(&size.to_be_bytes());
+    header.extend_from_slice(&size.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
+    let row: Vec<u8> = std::iter::once(0).chain((0..size).flat_map(|_| rgb)).collect();
+    let mut pixels = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..size {
+        pixels.write_all(&row).expect("writing to a Vec cannot fail");
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &header);
+    chunk(&mut out, b"IDAT", &pixels.finish().expect("writing to a Vec cannot fail"));
+    chunk(&mut out, b"IEND", &[]);
+    out
 }
 
 /// `payload` bytes of pseudo-random data (xorshift, fixed seed) in files of at most 1 MiB.

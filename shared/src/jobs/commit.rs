@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::appstream;
 use super::publish::sign_commit;
 use super::{now, verify_concurrency, JobContext};
 use crate::app::Repo;
@@ -145,7 +146,9 @@ async fn commit_ref(
     }
     build_store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
     ctx.log(format!("Committed {} as {checksum}", options.ref_name)).await;
-    Ok(RefRecord::from_commit(&options.ref_name, checksum, &commit, bytes.len() as u64, None)?)
+    let mut record = RefRecord::from_commit(&options.ref_name, checksum, &commit, bytes.len() as u64, None)?;
+    appstream::extract_data(ctx, &*app.build_view(build.id, repo), &*build_store, &commit, &mut record).await?;
+    Ok(record)
 }
 
 /// Logs every problem and fails with a reason naming the first ones.
@@ -167,8 +170,10 @@ async fn report_problems(ctx: &JobContext<'_>, verified: &Verified) -> anyhow::R
 async fn write_build_repo(ctx: &JobContext<'_>, build: &Build, records: &[RefRecord]) -> anyhow::Result<()> {
     let store = ctx.app.build_store(build.id);
     write_config(&*store, None).await?;
-    write_refs(&*store, records).await?;
-    let mut files = build_summaries(&*store, records, &SummarySettings::default(), &[], now()).await?;
+    let mut records = records.to_vec();
+    records.extend(appstream::build_repo_branches(ctx, build, &records).await?);
+    write_refs(&*store, &records).await?;
+    let mut files = build_summaries(&*store, &records, &SummarySettings::default(), &[], now()).await?;
     if let Some(signer) = &ctx.app.build_signer {
         files.sign(signer)?;
     }

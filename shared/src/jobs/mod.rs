@@ -1,6 +1,7 @@
 //! Jobs: the worker that runs them, and the commit and publish jobs. Every job is idempotent: a
 //! job interrupted at any point is run again from the start after a restart and converges.
 
+mod appstream;
 mod commit;
 mod lease;
 mod prune;

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+use super::appstream;
 use super::lease::with_publish_lease;
 use super::{now, JobContext};
 use crate::app::Repo;
@@ -49,6 +50,7 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
         // An earlier run published the build and was killed before recording the job's end.
         return finish(ctx, build, &published_records(ctx, build, repo).await?).await;
     }
+    appstream::extract_screenshots(ctx, build, repo).await?;
     let current: BTreeMap<String, RefRecord> =
         app.state.repo_refs(&repo.name).await?.into_iter().map(|r| (r.name.clone(), r)).collect();
     let mut published = Vec::new();
@@ -65,10 +67,12 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
             }
             None => publish_ref(ctx, build, repo, &name, commit, head).await?,
         };
+        let record = appstream::attach_data(&*app.build_store(build.id), record, commit).await?;
         published.push(record);
     }
     app.state.put_repo_refs(&repo.name, &published).await?;
     write_refs(&*repo.store, &published).await?;
+    appstream::publish_branches(ctx, repo, &published).await?;
     let records = app.state.repo_refs(&repo.name).await?;
     let mut files = build_summaries(&*repo.store, &records, &repo.settings, &[], now()).await?;
     if let Some(signer) = &repo.signer {

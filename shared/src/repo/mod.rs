@@ -1,6 +1,8 @@
 //! The Flatpak/OSTree repository format, written and verified in pure Rust: object names and
 //! layouts, commit rewriting, per-ref records and the summary files built from them.
 
+#[cfg(feature = "server")]
+pub mod appstream;
 mod checksum;
 pub mod commit;
 pub mod dirs;
@@ -17,6 +19,7 @@ pub mod rewrite;
 #[cfg(feature = "server")]
 pub mod sign;
 pub mod summary;
+pub mod tree;
 pub mod verify;
 pub mod walk;
 

@@ -36,6 +36,10 @@ pub struct FlatpakData {
     pub token_type: Option<i32>,
     /// Number of extra-data sources and their total download size.
     pub extra_data: Option<(u32, u64)>,
+    /// The ref's part of its arch's appstream branches, taken at commit time.
+    #[cfg(feature = "server")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appstream: Option<super::appstream::AppstreamData>,
 }
 
 /// Installed and download size of a commit's tree, as flatpak counts them (§7.2).
@@ -85,6 +89,8 @@ impl FlatpakData {
             end_of_life_rebase: meta.get_str("ostree.endoflife-rebase").map(str::to_owned),
             token_type: meta.get_le_i32("xa.token-type").filter(|t| *t >= 0),
             extra_data: extra.map(|e| (e.count, e.download)),
+            #[cfg(feature = "server")]
+            appstream: None,
         })
     }
 }

@@ -431,6 +431,7 @@ fn ref_record(name: &str, commit: &[u8], flatpak: bool) -> RefRecord {
             end_of_life_rebase: Some("org.conformance.New".into()),
             token_type: Some(1),
             extra_data: Some((1, 50)),
+            ..Default::default()
         }),
     }
 }
