@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::appstream;
 use super::publish::sign_commit;
-use super::{now, verify_concurrency, JobContext};
+use super::{now, uploaded_deltas, verify_concurrency, JobContext};
 use crate::app::Repo;
 use crate::domain::build::{Build, RepoState};
 use crate::domain::job::CommitContents;
@@ -146,6 +146,8 @@ async fn commit_ref(
     }
     build_store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
     ctx.log(format!("Committed {} as {checksum}", options.ref_name)).await;
+    let made = uploaded_deltas::Made { store: &*build_store, checksum, bytes: &bytes };
+    uploaded_deltas::take_uploaded(ctx, &*app.upload_store(build.id), source, &verified.closure, &made).await;
     let mut record = RefRecord::from_commit(&options.ref_name, checksum, &commit, bytes.len() as u64, None)?;
     appstream::extract_data(ctx, &*app.build_view(build.id, repo), &*build_store, &commit, &mut record).await?;
     Ok(record)

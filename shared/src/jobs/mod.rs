@@ -9,6 +9,7 @@ mod publish;
 pub mod queue;
 #[cfg(feature = "aws")]
 mod sqs;
+mod uploaded_deltas;
 mod worker;
 
 #[cfg(feature = "aws")]

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use super::appstream;
 use super::lease::with_publish_lease;
-use super::{now, JobContext};
+use super::{now, uploaded_deltas, JobContext};
 use crate::app::Repo;
 use crate::domain::build::{Build, PublishedState};
 use crate::domain::job::PublishContents;
@@ -165,6 +165,8 @@ async fn publish_ref(
         sign_commit(&*repo.store, checksum, &bytes, signer).await?;
     }
     repo.store.put_if_absent(&ObjectName::new(checksum, ObjectType::Commit).key(), Bytes::from(bytes.clone())).await?;
+    let made = uploaded_deltas::Made { store: &*repo.store, checksum, bytes: &bytes };
+    uploaded_deltas::publish_from_build(ctx, &*ctx.app.build_store(build.id), built, &made).await;
     ctx.app.build_store(build.id).put(&made_key(name), Bytes::from(ref_file(&checksum))).await?;
     ctx.log(format!("Published {name} as {checksum} ({copied} new objects)")).await;
     Ok(RefRecord::from_commit(name, checksum, &commit, bytes.len() as u64, None)?)

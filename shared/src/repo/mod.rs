@@ -19,6 +19,7 @@ pub mod rewrite;
 #[cfg(feature = "server")]
 pub mod sign;
 pub mod summary;
+pub mod superblock;
 pub mod tree;
 pub mod verify;
 pub mod walk;

@@ -63,17 +63,23 @@ pub async fn copy_objects(
 
 async fn copy_object(src: &dyn ObjectStore, dst: &dyn ObjectStore, name: &ObjectName) -> Result<bool, StoreError> {
     let key = name.key();
-    if dst.head(&key).await?.is_some() {
+    copy_file(src, &key, dst, &key).await
+}
+
+/// Copies the immutable file `from` of `src` to `to` in `dst` unless `dst` has it; returns whether
+/// it did.
+pub async fn copy_file(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore, to: &str) -> Result<bool, StoreError> {
+    if dst.head(to).await?.is_some() {
         return Ok(false);
     }
-    // Objects are immutable: a hard link or a server-side copy when the stores allow it.
-    if let Some(location) = src.locate(&key).await? {
-        if dst.copy_located(&location, &key).await? {
+    // A hard link or a server-side copy when the stores allow it.
+    if let Some(location) = src.locate(from).await? {
+        if dst.copy_located(&location, to).await? {
             return Ok(true);
         }
     }
-    let data = read_limited(src, &key, u64::MAX - 1).await?;
-    dst.put_if_absent(&key, Bytes::from(data)).await
+    let data = read_limited(src, from, u64::MAX - 1).await?;
+    dst.put_if_absent(to, Bytes::from(data)).await
 }
 
 /// Writes `config` and makes sure the repository layout ostree expects exists.
