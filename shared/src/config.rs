@@ -102,6 +102,14 @@ pub struct RepoConfig {
     /// setting; several keys: each signs, for key rotation). Used together with `gpg-key`.
     #[serde(default)]
     pub gpg_key_file: Option<PathBuf>,
+    /// A Secrets Manager secret (name or ARN) holding armored secret keys that sign the
+    /// repository (AWS deployments; read once at start-up).
+    #[serde(default)]
+    pub gpg_key_secret: Option<String>,
+    /// An SSM Parameter Store parameter (a SecureString) holding armored secret keys that sign the
+    /// repository (AWS deployments; read once at start-up).
+    #[serde(default)]
+    pub gpg_key_parameter: Option<String>,
     #[serde(default)]
     pub base_url: Option<String>,
     #[serde(default)]

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 mod backends;
+mod keys;
+pub mod remote_files;
 
 use crate::config::{Config, OneOrMany, RepoConfig};
 use crate::jobs::queue::{JobQueue, QueueReceiver};
@@ -61,12 +63,13 @@ impl AppState {
         let mut signers = BTreeMap::new();
         for (name, repo) in &config.repos {
             let ids = repo.gpg_key.as_ref().map_or(&[][..], OneOrMany::as_slice);
-            let signer = load_signer(homedir, ids, repo.gpg_key_file.as_deref())
+            let in_aws = keys::aws_signer(repo).await.with_context(|| format!("signing keys of repos.{name}"))?;
+            let signer = load_signer(homedir, ids, repo.gpg_key_file.as_deref(), in_aws)
                 .with_context(|| format!("signing keys of repos.{name}"))?;
             signers.insert(name.clone(), signer);
         }
         let build_ids = config.build_gpg_key.as_ref().map_or(&[][..], OneOrMany::as_slice);
-        let build_signer = load_signer(homedir, build_ids, None).context("build-gpg-key")?;
+        let build_signer = load_signer(homedir, build_ids, None, None).context("build-gpg-key")?;
         let state = backends::state(&config).await?;
         let (staging, mut repos) = backends::stores(&config).await?;
         for (name, repo) in &mut repos {
@@ -75,6 +78,12 @@ impl AppState {
         let (queue, receiver) = backends::queue(&config).await?;
         let mut app = Self::new(config, state, staging, repos, queue)?;
         app.build_signer = build_signer;
+        for repo in app.repos.values() {
+            // Best effort: a function without write access to the repository leaves it to publish.
+            if let Err(e) = remote_files::write_repo_file(&app, repo).await {
+                tracing::warn!(repo = %repo.name, error = %e, "could not write the repository's .flatpakrepo");
+            }
+        }
         Ok((app, receiver))
     }
 
@@ -142,14 +151,15 @@ impl AppState {
     }
 }
 
-/// A signer of the keys in `key_file` and the keys `key_ids` exported from `gpg_homedir`; `None`
-/// when there are none.
+/// A signer of the keys in `key_file`, the keys `key_ids` exported from `gpg_homedir` and the
+/// keys of `loaded` (read from elsewhere); `None` when there are none.
 pub fn load_signer(
     gpg_homedir: Option<&Path>,
     key_ids: &[String],
     key_file: Option<&Path>,
+    loaded: Option<Signer>,
 ) -> anyhow::Result<Option<Arc<Signer>>> {
-    let mut signer: Option<Signer> = None;
+    let mut signer = loaded;
     let mut add = |more: Signer| match &mut signer {
         Some(signer) => signer.extend(more),
         None => signer = Some(more),

@@ -67,6 +67,7 @@ pub async fn run(ctx: &JobContext<'_>, contents: CommitContents) -> anyhow::Resu
     }
     discard_unneeded(ctx, &build, taken.difference(&needed)).await?;
     write_build_repo(ctx, &build, &records).await?;
+    crate::app::remote_files::write_build_ref_files(app, repo, build.id, &records).await?;
     app.state.set_repo_state(build.id, &[RepoState::Committing], RepoState::Ready, None).await?;
     delete_uploads(ctx, build.id).await;
     let refs: BTreeMap<&str, String> = records.iter().map(|r| (r.name.as_str(), r.commit.to_hex())).collect();

@@ -80,6 +80,9 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     }
     write_summaries(&*repo.store, &files).await?;
     ctx.log(format!("Updated summary for {} refs", records.len())).await;
+    if let Err(e) = crate::app::remote_files::write_repo_ref_files(app, repo, &published).await {
+        ctx.log(format!("Could not write the .flatpakref and .flatpakrepo files: {e}")).await;
+    }
     app.state.set_published_state(build.id, &[PublishedState::Publishing], PublishedState::Published, None).await?;
     finish(ctx, build, &published).await
 }

@@ -7,6 +7,7 @@ mod checksum;
 pub mod commit;
 pub mod dirs;
 pub mod filez;
+pub mod flatpakref;
 pub mod gv;
 pub mod layout;
 pub mod local;

@@ -12,14 +12,15 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use gvariant::gv;
-use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedSecretKey};
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedSecretKey, SignedSecretSubKey};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureType};
 use pgp::ser::Serialize;
-use pgp::types::{KeyDetails, KeyVersion, Password, SigningKey};
+use pgp::types::{KeyDetails, KeyVersion, Password, SigningKey, Timestamp};
 
 use super::gv::{aligned, variant, VarDict};
 use super::FormatError;
@@ -40,11 +41,18 @@ pub enum SignError {
     NoSigningKey(String),
     #[error("OpenPGP key {0} is a version {1} key; GnuPG 2.2 (ostree, flatpak) only verifies version 4 signatures")]
     UnsupportedVersion(String, u8),
+    #[error("OpenPGP key {0} expired on {1}; clients refuse its signatures")]
+    Expired(String, String),
+    #[error("OpenPGP key {0} is revoked")]
+    Revoked(String),
     #[error("signing with OpenPGP key {0} failed: {1}")]
     Sign(String, String),
     #[error("exporting the OpenPGP key from GnuPG failed: {0}")]
     Gpg(String),
 }
+
+/// How long before a key expires start-up warns about it.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Which part of a secret key makes the signatures.
 #[derive(Debug, Clone, Copy)]
@@ -57,24 +65,45 @@ enum SigningPart {
 struct Key {
     secret: SignedSecretKey,
     part: SigningPart,
+    /// When signatures by `part` stop verifying (the earlier of the primary key's and the
+    /// subkey's expiry), seconds since the epoch; `None`: never.
+    expires: Option<u64>,
 }
 
 impl Key {
-    /// Checks that `secret` can sign without a passphrase and picks the part that signs: the
-    /// newest unrevoked signing subkey, as GnuPG does, else a signing-capable primary key.
-    fn new(secret: SignedSecretKey) -> Result<Self, SignError> {
+    /// Checks that `secret` can sign at `now` without a passphrase and picks the part that signs:
+    /// the newest signing subkey that is neither revoked nor expired, as GnuPG does, else a
+    /// signing-capable primary key. A revoked or expired primary key signs nothing.
+    fn new(secret: SignedSecretKey, now: u64) -> Result<Self, SignError> {
         let fingerprint = format!("{:X}", secret.primary_key.fingerprint());
-        let signing_subkey = secret
+        if is_revoked(&secret.details.revocation_signatures, SignatureType::KeyRevocation) {
+            return Err(SignError::Revoked(fingerprint));
+        }
+        let primary_expires = primary_expiry(&secret);
+        if let Some(expired) = primary_expires.filter(|&at| at <= now) {
+            return Err(SignError::Expired(fingerprint, format_time(expired)));
+        }
+        let signing_subkeys: Vec<(usize, Option<u64>)> = secret
             .secret_subkeys
             .iter()
             .enumerate()
             .filter(|(_, subkey)| binds_signing_subkey(&subkey.signatures))
-            .max_by_key(|(_, subkey)| subkey.key.created_at())
-            .map(|(index, _)| index);
-        let part = match signing_subkey {
-            Some(index) => SigningPart::Subkey(index),
-            None if certifies_signing_primary(&secret) => SigningPart::Primary,
-            None => return Err(SignError::NoSigningKey(fingerprint)),
+            .map(|(index, subkey)| (index, subkey_expiry(subkey)))
+            .collect();
+        let newest_valid = signing_subkeys
+            .iter()
+            .filter(|(_, expires)| expires.is_none_or(|at| at > now))
+            .max_by_key(|(index, _)| secret.secret_subkeys[*index].key.created_at());
+        let (part, expires) = match newest_valid {
+            Some(&(index, expires)) => (SigningPart::Subkey(index), earliest(primary_expires, expires)),
+            None if certifies_signing_primary(&secret) => (SigningPart::Primary, primary_expires),
+            None => {
+                let last_expired = signing_subkeys.iter().filter_map(|(_, expires)| *expires).max();
+                return Err(match last_expired {
+                    Some(expired) => SignError::Expired(fingerprint, format_time(expired)),
+                    None => SignError::NoSigningKey(fingerprint),
+                });
+            }
         };
         let (version, params) = match part {
             SigningPart::Primary => (secret.primary_key.version(), secret.primary_key.secret_params()),
@@ -88,11 +117,15 @@ impl Key {
         if version != KeyVersion::V4 {
             return Err(SignError::UnsupportedVersion(fingerprint, u8::from(version)));
         }
-        Ok(Self { secret, part })
+        Ok(Self { secret, part, expires })
     }
 
     fn fingerprint(&self) -> String {
         format!("{:X}", self.secret.primary_key.fingerprint())
+    }
+
+    fn is_valid_at(&self, now: u64) -> bool {
+        self.expires.is_none_or(|at| at > now)
     }
 
     /// Whether the binary signature `signature` was made by the part of this key that signs.
@@ -126,15 +159,63 @@ fn detached(key: &impl SigningKey, data: &[u8]) -> pgp::errors::Result<DetachedS
 
 /// A subkey signs when a binding signature grants it the signing flag and none revokes it.
 fn binds_signing_subkey(signatures: &[Signature]) -> bool {
-    let revoked = signatures.iter().any(|s| s.typ() == Some(SignatureType::SubkeyRevocation));
-    !revoked && signatures.iter().any(|s| s.typ() == Some(SignatureType::SubkeyBinding) && s.key_flags().sign())
+    !is_revoked(signatures, SignatureType::SubkeyRevocation)
+        && signatures.iter().any(|s| s.typ() == Some(SignatureType::SubkeyBinding) && s.key_flags().sign())
+}
+
+fn is_revoked(signatures: &[Signature], revocation: SignatureType) -> bool {
+    signatures.iter().any(|s| s.typ() == Some(revocation))
 }
 
 /// The primary key signs when one of its self-signatures grants it the signing flag.
 fn certifies_signing_primary(secret: &SignedSecretKey) -> bool {
+    self_signatures(secret).any(|s| s.key_flags().sign())
+}
+
+fn self_signatures(secret: &SignedSecretKey) -> impl Iterator<Item = &Signature> {
     let details = &secret.details;
-    let user_signatures = details.users.iter().flat_map(|user| &user.signatures);
-    details.direct_signatures.iter().chain(user_signatures).any(|s| s.key_flags().sign())
+    details.direct_signatures.iter().chain(details.users.iter().flat_map(|user| &user.signatures))
+}
+
+/// When the primary key expires: its newest self-signature decides, as `gpg --quick-set-expire`
+/// adds a newer one.
+fn primary_expiry(secret: &SignedSecretKey) -> Option<u64> {
+    let newest = self_signatures(secret).max_by_key(|s| s.created().map(Timestamp::as_secs))?;
+    expiry(secret.primary_key.created_at(), newest)
+}
+
+/// When a subkey expires: its newest binding signature decides.
+fn subkey_expiry(subkey: &SignedSecretSubKey) -> Option<u64> {
+    let newest = subkey
+        .signatures
+        .iter()
+        .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding))
+        .max_by_key(|s| s.created().map(Timestamp::as_secs))?;
+    expiry(subkey.key.created_at(), newest)
+}
+
+/// A key expiration time counts from the key's creation; zero means it never expires.
+fn expiry(created: Timestamp, signature: &Signature) -> Option<u64> {
+    let after = signature.key_expiration_time().map(|d| d.as_secs()).filter(|&secs| secs != 0)?;
+    Some(u64::from(created.as_secs()) + u64::from(after))
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn format_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map_or_else(|| format!("{secs} seconds after the epoch"), |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The keys that sign a repository's metadata; with several keys, every key signs.
@@ -151,20 +232,46 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// Loads every secret key in `text`: one or more armored blocks, each holding one or more
-    /// keys (what `gpg --export-secret-keys --armor KEY...` writes).
+    /// keys (what `gpg --export-secret-keys --armor KEY...` writes). Expired and revoked keys are
+    /// left out with a warning, so a file can keep a retired key next to its successor; when no
+    /// key is left, the error names the key and when it expired. Keys expiring within
+    /// [`EXPIRY_WARNING`] are logged.
     pub fn from_armored(text: &str) -> Result<Self, SignError> {
+        let now = now();
         let mut keys = Vec::new();
+        let mut retired = Vec::new();
         for block in armor_blocks(text) {
             let (parsed, _headers) =
                 SignedSecretKey::from_string_many(block).map_err(|e| SignError::InvalidKey(e.to_string()))?;
             for key in parsed {
-                keys.push(Key::new(key.map_err(|e| SignError::InvalidKey(e.to_string()))?)?);
+                match Key::new(key.map_err(|e| SignError::InvalidKey(e.to_string()))?, now) {
+                    Ok(key) => keys.push(key),
+                    Err(e @ (SignError::Expired(..) | SignError::Revoked(_))) => retired.push(e),
+                    Err(e) => return Err(e),
+                }
             }
         }
         if keys.is_empty() {
-            return Err(SignError::NoKey);
+            return Err(retired.into_iter().next().unwrap_or(SignError::NoKey));
         }
-        Ok(Self { keys })
+        for error in &retired {
+            tracing::warn!(%error, "not signing with this key");
+        }
+        let signer = Self { keys };
+        for warning in signer.expiring_soon() {
+            tracing::warn!("{warning}");
+        }
+        Ok(signer)
+    }
+
+    /// A line for each key that expires within [`EXPIRY_WARNING`], naming it and the date.
+    pub fn expiring_soon(&self) -> Vec<String> {
+        let horizon = now() + EXPIRY_WARNING.as_secs();
+        self.keys
+            .iter()
+            .filter_map(|key| Some((key.fingerprint(), key.expires.filter(|&at| at <= horizon)?)))
+            .map(|(fingerprint, at)| format!("OpenPGP signing key {fingerprint} expires on {}", format_time(at)))
+            .collect()
     }
 
     /// Loads the secret key `key_id` from a GnuPG home directory, for flat-manager's `gpg-key` and
@@ -225,20 +332,31 @@ impl Signer {
         base64::engine::general_purpose::STANDARD.encode(self.public_keys_binary())
     }
 
-    /// Binary detached signatures over `data`, one per key.
+    /// Binary detached signatures over `data`, one per key that has not expired since start-up.
     pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<Vec<u8>>, SignError> {
-        self.keys.iter().map(|key| key.sign(data)).collect()
+        self.valid_keys()?.map(|key| key.sign(data)).collect()
     }
 
-    /// Signatures over `data` by the keys that made none of `existing`: what a commit already
-    /// signed (by an earlier run, or before a key was added) still needs. Empty when every key
-    /// signed, so signing again never grows a commit's metadata.
+    /// Signatures over `data` by the valid keys that made none of `existing`: what a commit
+    /// already signed (by an earlier run, or before a key was added) still needs. Empty when
+    /// every key signed, so signing again never grows a commit's metadata.
     pub fn sign_missing(&self, existing: &[Vec<u8>], data: &[u8]) -> Result<Vec<Vec<u8>>, SignError> {
-        self.keys
-            .iter()
+        self.valid_keys()?
             .filter(|key| !existing.iter().any(|signature| key.made(signature)))
             .map(|key| key.sign(data))
             .collect()
+    }
+
+    /// The keys that have not expired by now (a server outlives its keys' start-up check); an
+    /// error naming the first key when all have.
+    fn valid_keys(&self) -> Result<impl Iterator<Item = &Key>, SignError> {
+        let now = now();
+        if let Some(key) = self.keys.iter().find(|key| !key.is_valid_at(now)) {
+            if self.keys.iter().all(|key| !key.is_valid_at(now)) {
+                return Err(SignError::Expired(key.fingerprint(), key.expires.map_or_else(String::new, format_time)));
+            }
+        }
+        Ok(self.keys.iter().filter(move |key| key.is_valid_at(now)))
     }
 
     /// Adds `other`'s keys after this signer's.
