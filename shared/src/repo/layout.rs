@@ -36,6 +36,8 @@ pub fn cache_control(key: &str) -> &'static str {
         _ if key.starts_with("objects/") || key.starts_with("deltas/") || key.starts_with("summaries/") => IMMUTABLE,
         _ if key.starts_with("delta-indexes/") => "public, max-age=300",
         _ if key.starts_with("refs/") => "public, max-age=60",
+        // Rewritten when a key, URL or collection changes; fetched once per install.
+        _ if key.ends_with(".flatpakref") || key.ends_with(".flatpakrepo") => "public, max-age=300",
         _ => "public, max-age=3600",
     }
 }
@@ -64,6 +66,8 @@ mod tests {
         assert!(super::cache_control("summary.sig").contains("max-age=30,"));
         assert!(super::cache_control("summary.idx.sig").contains("max-age=30,"));
         assert!(!super::cache_control("delta-indexes/H2/x.index").contains("immutable"));
+        assert_eq!(super::cache_control("appstream/org.example.App.flatpakref"), "public, max-age=300");
+        assert_eq!(super::cache_control("stable.flatpakrepo"), "public, max-age=300");
     }
 
     #[test]
