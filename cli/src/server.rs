@@ -1,14 +1,17 @@
 //! The `flat-manager` server on the embedded default: configuration from `config.json` (or
 //! `$REPO_CONFIG`) and `.env`, local directories and SQLite, the in-process worker, and the API
-//! plus `/repo` and `/build-repo` on one port, shut down gracefully on SIGINT/SIGTERM.
+//! plus `/repo` and `/build-repo` on one port, shut down gracefully on SIGINT/SIGTERM. Static
+//! deltas are generated in process with libostree.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use flatbucket::app::AppState;
 use flatbucket::config::Config;
 use flatbucket::jobs::Worker;
+use flatbucket_deltas::LibostreeGenerator;
 
 /// Loads the configuration and serves until a shutdown signal.
 pub async fn serve() -> anyhow::Result<()> {
@@ -20,6 +23,7 @@ pub async fn serve() -> anyhow::Result<()> {
     }
     let address = (config.host.clone(), config.port);
     let (app, receiver) = AppState::from_config(config).await.context("opening repositories and state")?;
+    let app = app.with_delta_generator(Arc::new(LibostreeGenerator::new()));
     match receiver {
         Some(receiver) => drop(tokio::spawn(Worker::new(app.clone(), receiver).run())),
         None => tracing::info!("jobs go to the SQS queue; the worker function runs them"),

@@ -300,9 +300,6 @@ impl Config {
             if repo.hooks.is_some() || repo.post_publish_script.is_some() {
                 notes.push(format!("repos.{name}: hooks and post-publish-script are not run"));
             }
-            if !repo.deltas.is_empty() {
-                notes.push(format!("repos.{name}.deltas: static deltas are not generated yet"));
-            }
         }
         notes
     }

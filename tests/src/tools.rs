@@ -176,6 +176,16 @@ impl HttpServer {
         Ok(Self(ServerProcess::spawn(&mut cmd, port)?))
     }
 
+    /// Like [`HttpServer::serve`], with the access log (one line per request) written to `log`.
+    pub fn serve_logged(dir: &Path, log: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let log = std::fs::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
+        let mut cmd = Command::new(python());
+        cmd.args(["-m", "http.server", "--bind", "127.0.0.1"]).arg(port.to_string()).arg("--directory").arg(dir);
+        cmd.stdout(Stdio::null()).stderr(log);
+        Ok(Self(ServerProcess::spawn(&mut cmd, port)?))
+    }
+
     /// The server's base URL, ending in `/`.
     pub fn url(&self) -> String {
         self.0.url()

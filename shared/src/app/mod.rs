@@ -14,6 +14,7 @@ pub mod remote_files;
 
 use crate::config::{Config, OneOrMany, RepoConfig};
 use crate::jobs::queue::{JobQueue, QueueReceiver};
+use crate::repo::deltas::DeltaGenerator;
 use crate::repo::sign::Signer;
 use crate::repo::summary::SummarySettings;
 use crate::state::StateStore;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub max_request_body: Option<u64>,
     /// The `build-gpg-key` keys that sign build repositories' commits and summaries, if any.
     pub build_signer: Option<Arc<Signer>>,
+    /// What generates static deltas; without one, update-repo jobs index only stored deltas.
+    pub deltas: Option<Arc<dyn DeltaGenerator>>,
     keys: Arc<Keys>,
 }
 
@@ -105,8 +108,15 @@ impl AppState {
             queue,
             max_request_body: None,
             build_signer: None,
+            deltas: None,
             keys: Arc::new(Keys { secret, repo_secret }),
         })
+    }
+
+    /// This state with `generator` making the static deltas of update-repo jobs.
+    pub fn with_delta_generator(mut self, generator: Arc<dyn DeltaGenerator>) -> Self {
+        self.deltas = Some(generator);
+        self
     }
 
     pub fn secret(&self) -> &[u8] {

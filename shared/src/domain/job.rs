@@ -92,6 +92,12 @@ pub struct PublishContents {
     pub build: i64,
 }
 
+/// The contents of an update-repo job: the repository whose deltas and summaries it updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRepoContents {
+    pub repo: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

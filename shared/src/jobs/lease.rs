@@ -18,13 +18,23 @@ pub async fn with_publish_lease<T>(
     holder: &str,
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let lease = format!("publish/{repo}");
-    while !app.state.acquire_lease(&lease, holder, LEASE_SECS).await? {
+    with_lease(app, &format!("publish/{repo}"), holder, work).await
+}
+
+/// Runs `work` while holding the lease `lease` as `holder` (the update-repo job serialises its
+/// delta generation per repository with `deltas/<repo>`, apart from publishes).
+pub async fn with_lease<T>(
+    app: &AppState,
+    lease: &str,
+    holder: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    while !app.state.acquire_lease(lease, holder, LEASE_SECS).await? {
         tokio::time::sleep(LEASE_POLL).await;
     }
     let result = work.await;
-    if let Err(e) = app.state.release_lease(&lease, holder).await {
-        tracing::warn!(error = %e, %lease, "could not release the publish lease; it expires by itself");
+    if let Err(e) = app.state.release_lease(lease, holder).await {
+        tracing::warn!(error = %e, %lease, "could not release the lease; it expires by itself");
     }
     result
 }

@@ -3,12 +3,14 @@
 
 mod appstream;
 mod commit;
+mod delta_policy;
 mod lease;
 mod prune;
 mod publish;
 pub mod queue;
 #[cfg(feature = "aws")]
 mod sqs;
+mod update_repo;
 mod uploaded_deltas;
 mod worker;
 

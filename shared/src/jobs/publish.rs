@@ -22,6 +22,7 @@ use super::{now, uploaded_deltas, JobContext};
 use crate::app::Repo;
 use crate::domain::build::{Build, PublishedState};
 use crate::domain::job::PublishContents;
+use crate::repo::deltas::read_listings;
 use crate::repo::layout::ref_file;
 use crate::repo::local::{list_refs, read_commit, ReadError};
 use crate::repo::publish::{build_summaries, copy_objects, write_refs, write_summaries};
@@ -48,7 +49,7 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     let app = ctx.app;
     if build.published_state == PublishedState::Published {
         // An earlier run published the build and was killed before recording the job's end.
-        return finish(ctx, build, &published_records(ctx, build, repo).await?).await;
+        return finish(ctx, build, repo, &published_records(ctx, build, repo).await?).await;
     }
     appstream::extract_screenshots(ctx, build, repo).await?;
     let current: BTreeMap<String, RefRecord> =
@@ -74,7 +75,8 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     write_refs(&*repo.store, &published).await?;
     appstream::publish_branches(ctx, repo, &published).await?;
     let records = app.state.repo_refs(&repo.name).await?;
-    let mut files = build_summaries(&*repo.store, &records, &repo.settings, &[], now()).await?;
+    let deltas = read_listings(&*repo.store).await?;
+    let mut files = build_summaries(&*repo.store, &records, &repo.settings, &deltas, now()).await?;
     if let Some(signer) = &repo.signer {
         files.sign(signer)?;
     }
@@ -84,16 +86,18 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
         ctx.log(format!("Could not write the .flatpakref and .flatpakrepo files: {e}")).await;
     }
     app.state.set_published_state(build.id, &[PublishedState::Publishing], PublishedState::Published, None).await?;
-    finish(ctx, build, &published).await
+    finish(ctx, build, repo, &published).await
 }
 
-/// Removes the build's files, now that the repository has what it needs, and reports `published`.
-async fn finish(ctx: &JobContext<'_>, build: &Build, published: &[RefRecord]) -> anyhow::Result<Value> {
+/// Queues the repository's update (deltas), removes the build's files, now that the repository
+/// has what it needs, and reports `published` and the update job.
+async fn finish(ctx: &JobContext<'_>, build: &Build, repo: &Repo, published: &[RefRecord]) -> anyhow::Result<Value> {
+    let update = super::update_repo::queue(ctx, repo).await?;
     if let Err(e) = ctx.app.delete_build_files(build.id).await {
         ctx.log(format!("Could not remove the build files: {e}")).await;
     }
     let refs: BTreeMap<&str, String> = published.iter().map(|r| (r.name.as_str(), r.commit.to_hex())).collect();
-    Ok(json!({ "refs": refs }))
+    Ok(json!({ "refs": refs, "update-repo-job": update }))
 }
 
 /// The records of a published build's refs: under the lease it held, nothing replaced them.

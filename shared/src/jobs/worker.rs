@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::queue::QueueReceiver;
-use super::{commit, prune, publish, JobContext};
+use super::{commit, prune, publish, update_repo, JobContext};
 use crate::app::AppState;
 use crate::domain::build::{PublishedState, RepoState};
 use crate::domain::job::{Job, JobKind, JobStatus};
@@ -84,6 +84,7 @@ async fn dispatch(ctx: &JobContext<'_>) -> anyhow::Result<Value> {
         JobKind::Commit => commit::run(ctx, serde_json::from_str(&ctx.job.contents)?).await,
         JobKind::Publish => publish::run(ctx, serde_json::from_str(&ctx.job.contents)?).await,
         JobKind::Prune => prune::run(ctx).await,
+        JobKind::UpdateRepo => update_repo::run(ctx, serde_json::from_str(&ctx.job.contents)?).await,
         other => anyhow::bail!("{} jobs are not run by this server", other.as_str()),
     }
 }

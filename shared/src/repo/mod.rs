@@ -5,6 +5,7 @@
 pub mod appstream;
 mod checksum;
 pub mod commit;
+pub mod deltas;
 pub mod dirs;
 pub mod filez;
 pub mod flatpakref;

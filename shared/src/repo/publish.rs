@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::deltas::DeltaId;
 use super::layout::{ref_file, repo_config};
 use super::record::RefRecord;
 use super::retire;
@@ -110,7 +111,7 @@ pub struct SummaryFiles {
     pub index_signatures: Option<Vec<u8>>,
     /// `summary.sig` when signed.
     pub compat_signatures: Option<Vec<u8>>,
-    /// The `summaries/` files this index names.
+    /// The `summaries/` files this index names, and the directories of the deltas listed.
     pub named: BTreeSet<String>,
     /// The `summaries/` files the previous index named and this one does not.
     pub retired: Vec<String>,
@@ -181,6 +182,8 @@ pub async fn build_summaries(
     files.index = summary_index(&entries, settings, now);
     files.compat = compat_summary(records, settings, static_deltas, now);
     files.named = retire::referenced(entries.values());
+    // The deltas the summary lists are in use too: a retired one listed again must stay.
+    files.named.extend(static_deltas.iter().filter_map(|d| DeltaId::parse_name(&d.name).ok()).map(|d| d.dir()));
     files.retired = retire::referenced(previous.values()).difference(&files.named).cloned().collect();
     // The previous index's signature, if it was signed, goes with it (unless the index is the same).
     if let Some(key) = previous_digest.filter(|d| *d != files.index_digest()).map(|d| index_signatures_key(&d)) {

@@ -8,11 +8,16 @@
 //! new index. Each publish also sweeps the entries older than the grace period: it deletes the
 //! keys the current index does not name again (a repository can return to an earlier state), then
 //! the entry. A crash anywhere leaves the entry for the next sweep; a delete repeated is harmless.
+//!
+//! The update-repo job retires static deltas the same way: an entry line may name a delta's
+//! directory (`deltas/<xx>/<rest>`), deleted superblock first unless the current summary lists the
+//! delta again. A delta index cached before the retirement may name the delta until then.
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
+use super::deltas::delete_delta_dir;
 use super::summary::IndexEntry;
 use crate::store::{read_limited, ObjectStore, StoreError};
 
@@ -60,18 +65,35 @@ pub async fn sweep(dst: &dyn ObjectStore, current: &BTreeSet<String>, now: u64) 
             continue; // entries sort by time: the rest are younger still
         }
         let list = read_limited(dst, &entry, MAX_ENTRY_SIZE).await?;
-        for key in String::from_utf8_lossy(&list).lines() {
-            let in_summaries = key
-                .strip_prefix("summaries/")
-                .is_some_and(|name| !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']));
-            if in_summaries && !current.contains(key) {
+        for key in String::from_utf8_lossy(&list).lines().filter(|key| !current.contains(*key)) {
+            if is_summary_file(key) {
                 dst.delete(key).await?;
+                deleted += 1;
+            } else if is_delta_dir(key) {
+                delete_delta_dir(dst, key).await?;
                 deleted += 1;
             }
         }
         dst.delete(&entry).await?;
     }
     Ok(deleted)
+}
+
+/// `summaries/<name>`, with nothing hidden or nested.
+fn is_summary_file(key: &str) -> bool {
+    key.strip_prefix("summaries/").is_some_and(is_plain_name)
+}
+
+/// `deltas/<xx>/<rest>`: a static delta's directory.
+fn is_delta_dir(key: &str) -> bool {
+    let Some((prefix, name)) = key.strip_prefix("deltas/").and_then(|rest| rest.split_once('/')) else {
+        return false;
+    };
+    prefix.len() == 2 && is_plain_name(prefix) && is_plain_name(name)
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\'])
 }
 
 #[cfg(test)]
@@ -114,12 +136,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retired_delta_directories_go_after_the_grace_period_unless_listed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let (gone, listed) = ("deltas/ab/cdef", "deltas/ab/cdef-ghij");
+        for delta in [gone, listed] {
+            for file in ["0", "1", "superblock"] {
+                store.put(&format!("{delta}/{file}"), Bytes::from_static(b"x")).await.unwrap();
+            }
+        }
+        record(&store, &[gone.to_owned(), listed.to_owned()], "deltas-job1", 1000).await.unwrap();
+        let current: BTreeSet<String> = [listed.to_owned()].into();
+        assert_eq!(sweep(&store, &current, 1000 + GRACE_SECS - 1).await.unwrap(), 0, "too early");
+        assert_eq!(store.list(&format!("{gone}/")).await.unwrap().len(), 3);
+        assert_eq!(sweep(&store, &current, 1000 + GRACE_SECS).await.unwrap(), 1);
+        assert!(store.list(&format!("{gone}/")).await.unwrap().is_empty(), "retired and past the grace period");
+        assert_eq!(store.list(&format!("{listed}/")).await.unwrap().len(), 3, "listed again by the summary");
+    }
+
+    #[tokio::test]
     async fn a_ledger_never_deletes_outside_summaries() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
         store.put("config", Bytes::from_static(b"x")).await.unwrap();
         store
-            .put(&format!("{LEDGER}{:020}-x", 1), Bytes::from_static(b"config\n../config\nsummaries/../config\n"))
+            .put(
+                &format!("{LEDGER}{:020}-x", 1),
+                Bytes::from_static(b"config\n../config\nsummaries/../config\ndeltas/../config\ndeltas/..\n"),
+            )
             .await
             .unwrap();
         sweep(&store, &BTreeSet::new(), 1 + GRACE_SECS).await.unwrap();
