@@ -11,6 +11,7 @@ pub mod gpg;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod machine;
+pub mod many_refs;
 pub mod mirror;
 pub mod publishing;
 pub mod router;

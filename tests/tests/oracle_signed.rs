@@ -131,9 +131,12 @@ async fn our_signatures_match_flatpak_build_update_repo() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A `.sig` file's name, the bytes it signs and its contents.
+type SignedFile = (String, Vec<u8>, Vec<u8>);
+
 /// The signed files of `repo`, each with the data it signs and its `.sig` file: `summary`,
 /// `summary.idx` under its fixed name and under its digest.
-fn signed_files(repo: &Path) -> anyhow::Result<Vec<(String, Vec<u8>, Vec<u8>)>> {
+fn signed_files(repo: &Path) -> anyhow::Result<Vec<SignedFile>> {
     let read = |name: &str| std::fs::read(repo.join(name)).with_context(|| format!("{} has no {name}", repo.display()));
     let (summary, index) = (read("summary")?, read("summary.idx")?);
     let digest_named = index_signatures_key(&Checksum::of(&index));

@@ -31,7 +31,7 @@ use super::retire;
 use super::sign::{SignError, Signer};
 use super::summary::{
     all_subsummaries, compat_summary, gunzip, gzip, parse_index, summary_diff, summary_index, DeltaListing, IndexEntry,
-    SummarySettings,
+    SummarySettings, SUBSUMMARY_GZIP_LEVEL,
 };
 use super::{Checksum, ObjectName, ObjectType};
 use crate::store::{read_limited, ObjectStore, StoreError};
@@ -99,7 +99,7 @@ pub async fn write_refs(dst: &dyn ObjectStore, records: &[RefRecord]) -> Result<
 /// The summary files of one repository state, in the order they must be written.
 #[derive(Debug)]
 pub struct SummaryFiles {
-    /// `summaries/<digest>.gz`, immutable.
+    /// `summaries/<digest>.gz` of the subsummaries that changed, immutable.
     pub subsummaries: Vec<(String, Vec<u8>)>,
     /// `summaries/<old>-<new>.delta`, immutable.
     pub deltas: Vec<(String, Vec<u8>)>,
@@ -163,6 +163,15 @@ pub async fn build_summaries(
     };
     let mut entries = BTreeMap::new();
     for (name, (digest, bytes)) in all_subsummaries(records) {
+        // An unchanged subsummary keeps its file and the deltas to it that the previous index
+        // names (written before that index was): nothing to compress, read back or diff again.
+        if let Some(old) = previous.get(&name).filter(|old| old.digest == digest) {
+            if dst.head(&format!("summaries/{digest}.gz")).await?.is_some() {
+                let history = old.history.iter().copied().take(settings.history_length).collect();
+                entries.insert(name, IndexEntry { digest, history });
+                continue;
+            }
+        }
         let candidates = previous
             .get(&name)
             .map(|old| std::iter::once(old.digest).chain(old.history.iter().copied()).collect::<Vec<_>>());
@@ -176,7 +185,7 @@ pub async fn build_summaries(
                 history.push(old);
             }
         }
-        files.subsummaries.push((format!("summaries/{digest}.gz"), gzip(&bytes, 6)));
+        files.subsummaries.push((format!("summaries/{digest}.gz"), gzip(&bytes, SUBSUMMARY_GZIP_LEVEL)));
         entries.insert(name, IndexEntry { digest, history });
     }
     files.index = summary_index(&entries, settings, now);

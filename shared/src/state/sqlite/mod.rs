@@ -20,11 +20,13 @@ use crate::domain::build::{Build, BuildRef, NewBuild, PublishedState, RepoState}
 use crate::domain::job::{CommitContents, Job, JobKind, JobStatus, PublishContents};
 use crate::repo::record::RefRecord;
 
+mod refs_cache;
 mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
 
+use refs_cache::{data_version, RefsCache};
 use rows::*;
 use schema::*;
 
@@ -36,6 +38,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteState {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// Only touched with `conn` locked.
+    refs_cache: Arc<Mutex<RefsCache>>,
 }
 
 impl fmt::Debug for SqliteState {
@@ -58,7 +62,7 @@ impl SqliteState {
         }
         conn.pragma_update(None, "foreign_keys", true).context(&opening)?;
         migrate(&mut conn).map_err(|e| StateError::Backend(format!("{opening}: {e}")))?;
-        Ok(Self { path: path.to_owned(), conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { path: path.to_owned(), conn: Arc::new(Mutex::new(conn)), refs_cache: Arc::default() })
     }
 
     /// The database file.
@@ -480,33 +484,48 @@ impl StateStore for SqliteState {
     }
 
     async fn repo_refs(&self, repo: &str) -> Result<Vec<RefRecord>, StateError> {
-        let repo = repo.to_owned();
+        let (repo, cache) = (repo.to_owned(), Arc::clone(&self.refs_cache));
         self.read(move |conn| {
+            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let version = data_version(conn)?;
+            if let Some(records) = cache.get(&repo, version) {
+                return Ok(records);
+            }
             let mut stmt = conn
                 .prepare_cached("SELECT record FROM repo_refs WHERE repo = ?1 ORDER BY ref_name")
                 .context("reading repo refs")?;
             let rows = stmt.query_map([&repo], |row| json_column::<RefRecord>(row, 0)).context("reading repo refs")?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().context(&format!("reading refs of {repo}"))
+            let records = rows.collect::<rusqlite::Result<Vec<_>>>().context(&format!("reading refs of {repo}"))?;
+            cache.fill(&repo, version, records.clone());
+            Ok(records)
         })
         .await
     }
 
     async fn put_repo_refs(&self, repo: &str, records: &[RefRecord]) -> Result<(), StateError> {
-        let repo = repo.to_owned();
+        let (repo, cache, records) = (repo.to_owned(), Arc::clone(&self.refs_cache), records.to_vec());
         let encoded = records
             .iter()
             .map(|record| Ok((record.name.clone(), to_json(record, "ref record")?)))
             .collect::<Result<Vec<_>, StateError>>()?;
-        self.write("storing repo refs", move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO repo_refs (repo, ref_name, record) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (repo, ref_name) DO UPDATE SET record = excluded.record",
-                )
-                .context("storing repo refs")?;
-            for (name, record) in &encoded {
-                stmt.execute(params![repo, name, record]).context(&format!("storing ref {name} of {repo}"))?;
+        self.with_conn(move |conn| {
+            let what = "storing repo refs";
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context(what)?;
+            // With the write lock held no other connection commits before this transaction does.
+            let version = data_version(&tx)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO repo_refs (repo, ref_name, record) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (repo, ref_name) DO UPDATE SET record = excluded.record",
+                    )
+                    .context(what)?;
+                for (name, record) in &encoded {
+                    stmt.execute(params![repo, name, record]).context(&format!("storing ref {name} of {repo}"))?;
+                }
             }
+            tx.commit().context(what)?;
+            cache.lock().unwrap_or_else(PoisonError::into_inner).merge(&repo, version, &records);
             Ok(())
         })
         .await

@@ -13,8 +13,9 @@ pub(super) fn enum_column<T>(row: &Row<'_>, index: usize, parse: fn(i64) -> Opti
 
 /// Reads a JSON text column.
 pub(super) fn json_column<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+    // Parsed from SQLite's own buffer, without copying the text first.
+    let text = row.get_ref(index)?.as_str()?;
+    serde_json::from_str(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
 }
 
 pub(super) fn build_from_row(row: &Row<'_>) -> rusqlite::Result<Build> {

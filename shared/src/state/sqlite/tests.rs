@@ -104,3 +104,30 @@ async fn finishing_a_job_that_is_not_started_is_refused() {
 fn commit_contents_for(build: i64) -> CommitContents {
     CommitContents { build, endoflife: None, endoflife_rebase: None, token_type: None }
 }
+
+/// Ref records are kept decoded between reads; a second process sharing the file sees what this
+/// one wrote, and this one sees what the other wrote, at once.
+#[tokio::test]
+async fn ref_records_read_back_follow_writes_of_every_connection() {
+    let (_dir, one) = state();
+    let other = SqliteState::open(one.path()).unwrap();
+    let record = |name: &str, commit: &[u8]| RefRecord {
+        name: name.into(),
+        commit: crate::repo::Checksum::of(commit),
+        commit_size: 1,
+        timestamp: 2,
+        flatpak: None,
+    };
+    one.put_repo_refs("stable", &[record("app/b", b"1")]).await.unwrap();
+    assert_eq!(one.repo_refs("stable").await.unwrap(), [record("app/b", b"1")]);
+    one.put_repo_refs("stable", &[record("app/a", b"1"), record("app/b", b"2")]).await.unwrap();
+    assert_eq!(one.repo_refs("stable").await.unwrap(), [record("app/a", b"1"), record("app/b", b"2")]);
+
+    other.put_repo_refs("stable", &[record("app/c", b"3"), record("app/a", b"3")]).await.unwrap();
+    let expected = [record("app/a", b"3"), record("app/b", b"2"), record("app/c", b"3")];
+    assert_eq!(one.repo_refs("stable").await.unwrap(), expected);
+    one.put_repo_refs("stable", &[record("app/d", b"4")]).await.unwrap();
+    assert_eq!(other.repo_refs("stable").await.unwrap().len(), 4);
+    assert_eq!(one.repo_refs("stable").await.unwrap().len(), 4);
+    assert!(one.repo_refs("beta").await.unwrap().is_empty());
+}
