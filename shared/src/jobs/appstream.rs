@@ -28,7 +28,7 @@ use crate::repo::gv::{variant, VarDict};
 use crate::repo::local::{list_refs, read_commit};
 use crate::repo::publish::write_refs;
 use crate::repo::record::RefRecord;
-use crate::repo::refs::{FlatpakRef, RefKind};
+use crate::repo::refs::FlatpakRef;
 use crate::repo::sign::Signer;
 use crate::repo::summary::{gzip, SummarySettings};
 use crate::repo::tree::{commit_tree, write_commit, Tree, WrittenTree};
@@ -112,7 +112,7 @@ pub(super) async fn build_repo_branches(
 
 /// Publish time, after the build's refs are recorded: rebuilds the appstream branches of every
 /// arch `published` touches from all of the repository's records, checks out their files,
-/// updates `ostree-metadata`, and records and points the refs of whatever changed.
+/// updates `ostree-metadata`, then records them all and points their refs.
 pub(super) async fn publish_branches(ctx: &JobContext<'_>, repo: &Repo, published: &[RefRecord]) -> anyhow::Result<()> {
     let records = ctx.app.state.repo_refs(&repo.name).await?;
     let tips: BTreeMap<String, Checksum> = records.iter().map(|r| (r.name.clone(), r.commit)).collect();
@@ -122,11 +122,12 @@ pub(super) async fn publish_branches(ctx: &JobContext<'_>, repo: &Repo, publishe
     let mut made = branches.update(ctx, &records, &arches, &tips).await?;
     check_out(&*repo.store, &*repo.store, &records, &arches, published).await?;
     if let Some(collection_id) = collection_id {
-        made.extend(branches.ostree_metadata(ctx, &repo.settings, collection_id, tips.get(OSTREE_METADATA_REF)).await?);
+        made.push(branches.ostree_metadata(ctx, &repo.settings, collection_id, tips.get(OSTREE_METADATA_REF)).await?);
     }
-    let changed: Vec<RefRecord> = made.into_iter().filter(|r| tips.get(&r.name) != Some(&r.commit)).collect();
-    ctx.app.state.put_repo_refs(&repo.name, &changed).await?;
-    write_refs(&*repo.store, &changed).await?;
+    // Unchanged branches are written again too: a run killed between recording a branch and
+    // writing its ref finds it unchanged and must still write the ref.
+    ctx.app.state.put_repo_refs(&repo.name, &made).await?;
+    write_refs(&*repo.store, &made).await?;
     Ok(())
 }
 
@@ -166,7 +167,7 @@ fn arch_data<'a>(records: &'a [RefRecord], arch: &str) -> Vec<&'a AppstreamData>
         let native = FlatpakRef { arch: arch.to_owned(), ..parsed.clone() }.to_string();
         let take = parsed.arch == arch
             || (compat_arch(arch) == Some(parsed.arch.as_str()) && !by_name.contains_key(native.as_str()));
-        if take && matches!(parsed.kind, RefKind::App | RefKind::Runtime) {
+        if take {
             chosen.insert(native, data);
         }
     }
@@ -219,7 +220,7 @@ impl Branches<'_> {
         settings: &SummarySettings,
         collection_id: &str,
         tip: Option<&Checksum>,
-    ) -> anyhow::Result<Option<RefRecord>> {
+    ) -> anyhow::Result<RefRecord> {
         let mut metadata = settings.repo_metadata(0);
         metadata.remove("ostree.summary.last-modified");
         metadata.set("ostree.collection-binding", variant(gv!("s"), collection_id));
@@ -230,9 +231,8 @@ impl Branches<'_> {
         let record = self.commit(OSTREE_METADATA_REF, &written, "", metadata, tip, unchanged).await?;
         if tip != Some(&record.commit) {
             ctx.log(format!("Updated {OSTREE_METADATA_REF} as {}", record.commit)).await;
-            return Ok(Some(record));
         }
-        Ok(None)
+        Ok(record)
     }
 
     /// Commits `tree` on `branch` over `tip`, unless `unchanged` says the tip already has it; the

@@ -43,6 +43,12 @@ pub const MAX_ICON: u64 = 4 * 1024 * 1024;
 /// Deepest element nesting accepted.
 const MAX_DEPTH: usize = 128;
 
+/// Refs a repository writes for itself on publish, no build carries: the appstream branches and
+/// `ostree-metadata`.
+pub fn is_generated_ref(name: &str) -> bool {
+    name.starts_with("appstream/") || name.starts_with("appstream2/") || name == "ostree-metadata"
+}
+
 /// What one ref contributes to its arch's appstream branches.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AppstreamData {
