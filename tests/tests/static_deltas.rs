@@ -348,3 +348,44 @@ fn the_index_of_many_deltas_is_what_libostree_writes() -> anyhow::Result<()> {
     let theirs = std::fs::read(repo.join(delta_index_key(&head)))?;
     same_index(&delta_index(&deltas), &theirs)
 }
+
+/// The delta generation time for the ~200 MB app (`tests/src/bigapp.rs`), from scratch and after
+/// 10% of its files changed, printed for the README:
+/// `cargo test -p flatbucket-tests --test static_deltas -- --ignored --nocapture big_app` (libostree
+/// does the work, so a debug build measures the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of several minutes"]
+async fn big_app_delta_generation_time() -> anyhow::Result<()> {
+    use flatbucket_tests::bigapp;
+    let dir = tempfile::tempdir()?;
+    let (build, repo) = (dir.path().join("build"), dir.path().join("repo"));
+    tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        bigapp::write_app(&build, bigapp::SEED)?;
+        bigapp::export(&build, &repo)
+    })?;
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&repo)?);
+    let v1 = resolve_ref(&*store, bigapp::APP_REF).await?;
+    let stats = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        let stats = bigapp::change_fraction(&build, bigapp::SEED, 0.1)?;
+        bigapp::export(&build, &repo)?;
+        Ok(stats)
+    })?;
+    let v2 = resolve_ref(&*store, bigapp::APP_REF).await?;
+    let generator = LibostreeGenerator::new();
+    for (label, delta) in
+        [("from scratch", DeltaId { from: None, to: v2 }), ("v1 → v2", DeltaId { from: Some(v1), to: v2 })]
+    {
+        let started = std::time::Instant::now();
+        let files = generator.generate(store.clone(), delta).await?;
+        let size: usize = files.superblock.len() + files.parts.iter().map(|(_, part)| part.len()).sum::<usize>();
+        println!(
+            "big app delta {label}: {:.1} s, {} parts, {:.1} MiB ({} files, {:.1} MiB changed in v2)",
+            started.elapsed().as_secs_f64(),
+            files.parts.len(),
+            size as f64 / (1024.0 * 1024.0),
+            stats.files,
+            stats.bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
+    Ok(())
+}
