@@ -47,6 +47,16 @@ pub async fn serve_api() -> Result<(), lambda_http::Error> {
     lambda_http::run(flatbucket::api::router(app)).await
 }
 
+/// Runs the jobs SQS delivers to this function until the runtime stops it: the worker's loop,
+/// and the deltas function's with a delta generator in `app`.
+pub async fn run_worker(app: AppState) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let app = app.clone();
+        async move { run_jobs(&app, event).await }
+    }))
+    .await
+}
+
 /// Runs each job of an SQS batch; jobs whose outcome could not be recorded are reported as
 /// failed items so SQS delivers them again. A redelivered message means the previous run died
 /// (the queue's visibility timeout outlasts the function's), so its job is put back first.

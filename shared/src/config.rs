@@ -64,6 +64,10 @@ pub struct Config {
     /// Feed jobs to the worker through this SQS queue instead of in process (AWS deployment).
     #[serde(default)]
     pub queue_url: Option<String>,
+    /// Send update-repo jobs (static deltas) to this SQS queue instead, read by the `deltas`
+    /// function, the one that links libostree (AWS deployment).
+    #[serde(default)]
+    pub deltas_queue_url: Option<String>,
 }
 
 /// Buckets for the AWS deployment. Each repository lives in the public bucket under its `path`

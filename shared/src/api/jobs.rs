@@ -94,7 +94,7 @@ pub async fn start_prune(
 
 /// The queue only wakes the worker: a job it loses is recovered from the state store at start-up.
 async fn enqueue(app: &AppState, job: &Job) {
-    if let Err(e) = app.queue.enqueue(job.id).await {
+    if let Err(e) = app.enqueue(job).await {
         tracing::error!(job_id = job.id, error = %e, "could not wake the worker; the job runs at the next start");
     }
 }

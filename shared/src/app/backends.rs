@@ -53,6 +53,14 @@ pub async fn queue(config: &Config) -> anyhow::Result<(Arc<dyn JobQueue>, Option
     }
 }
 
+/// SQS for update-repo jobs when `deltas-queue-url` is configured; else they share the queue.
+pub async fn delta_queue(config: &Config) -> anyhow::Result<Option<Arc<dyn JobQueue>>> {
+    match &config.deltas_queue_url {
+        Some(url) => Ok(Some(aws::queue(url).await?)),
+        None => Ok(None),
+    }
+}
+
 #[cfg(feature = "aws")]
 mod aws {
     use std::collections::BTreeMap;

@@ -13,7 +13,8 @@ mod keys;
 pub mod remote_files;
 
 use crate::config::{Config, OneOrMany, RepoConfig};
-use crate::jobs::queue::{JobQueue, QueueReceiver};
+use crate::domain::job::{Job, JobKind};
+use crate::jobs::queue::{JobQueue, QueueError, QueueReceiver};
 use crate::repo::deltas::DeltaGenerator;
 use crate::repo::sign::Signer;
 use crate::repo::summary::SummarySettings;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub staging: Arc<dyn ObjectStore>,
     pub repos: Arc<BTreeMap<String, Repo>>,
     pub queue: Arc<dyn JobQueue>,
+    /// Where update-repo jobs go when not to `queue`: the deltas function's own queue on AWS.
+    pub delta_queue: Option<Arc<dyn JobQueue>>,
     /// The largest request body the API accepts, when the deployment has a limit of its own (a
     /// Lambda function's payload limit); larger requests get 413. `None`: only each route's limits.
     pub max_request_body: Option<u64>,
@@ -79,8 +82,10 @@ impl AppState {
             repo.signer = signers.remove(name).flatten();
         }
         let (queue, receiver) = backends::queue(&config).await?;
+        let delta_queue = backends::delta_queue(&config).await?;
         let mut app = Self::new(config, state, staging, repos, queue)?;
         app.build_signer = build_signer;
+        app.delta_queue = delta_queue;
         for repo in app.repos.values() {
             // Best effort: a function without write access to the repository leaves it to publish.
             if let Err(e) = remote_files::write_repo_file(&app, repo).await {
@@ -106,6 +111,7 @@ impl AppState {
             staging,
             repos: Arc::new(repos),
             queue,
+            delta_queue: None,
             max_request_body: None,
             build_signer: None,
             deltas: None,
@@ -117,6 +123,15 @@ impl AppState {
     pub fn with_delta_generator(mut self, generator: Arc<dyn DeltaGenerator>) -> Self {
         self.deltas = Some(generator);
         self
+    }
+
+    /// Hands `job` to whatever runs its kind: update-repo jobs to the delta queue when there is
+    /// one, everything else to the worker's queue.
+    pub async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
+        match (&self.delta_queue, job.kind) {
+            (Some(deltas), JobKind::UpdateRepo) => deltas.enqueue(job.id).await,
+            _ => self.queue.enqueue(job.id).await,
+        }
     }
 
     pub fn secret(&self) -> &[u8] {

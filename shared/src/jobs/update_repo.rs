@@ -52,7 +52,7 @@ pub(super) async fn queue(ctx: &JobContext<'_>, repo: &Repo) -> anyhow::Result<i
     let contents = serde_json::to_string(&UpdateRepoContents { repo: repo.name.clone() })?;
     let job = app.state.create_job(JobKind::UpdateRepo, &contents, Some(&repo.name)).await?;
     repo.store.put(QUEUED_KEY, Bytes::from(job.id.to_string())).await?;
-    if let Err(e) = app.queue.enqueue(job.id).await {
+    if let Err(e) = app.enqueue(&job).await {
         tracing::warn!(job_id = job.id, error = %e, "update-repo job not handed to the queue; it runs at the next start");
     }
     ctx.log(format!("Queued repository update job {}", job.id)).await;
