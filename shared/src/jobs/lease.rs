@@ -8,8 +8,10 @@ use crate::app::AppState;
 /// How long a holder may keep a repository before another worker may take over (a crashed
 /// holder's job is re-run with the same holder name, so it gets its lease back at once).
 const LEASE_SECS: u64 = 3600;
-/// How often a waiting job retries.
+/// How soon a waiting job first retries; each retry waits twice as long, up to [`LEASE_POLL_MAX`],
+/// so a short wait stays short and a long one (behind a delta generation) costs few state reads.
 const LEASE_POLL: Duration = Duration::from_millis(25);
+const LEASE_POLL_MAX: Duration = Duration::from_millis(400);
 
 /// Runs `work` while holding `repo`'s publish lease as `holder`.
 pub async fn with_publish_lease<T>(
@@ -29,8 +31,10 @@ pub async fn with_lease<T>(
     holder: &str,
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
+    let mut pause = LEASE_POLL;
     while !app.state.acquire_lease(lease, holder, LEASE_SECS).await? {
-        tokio::time::sleep(LEASE_POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LEASE_POLL_MAX);
     }
     let result = work.await;
     if let Err(e) = app.state.release_lease(lease, holder).await {
