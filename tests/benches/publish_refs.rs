@@ -55,16 +55,14 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("failed to build a tokio runtime")?;
     let load_before = load_average()?;
-    let mut tables = vec![runtime.block_on(bench_backend(Backend::Embedded))?];
+    // Each table is printed as soon as it is measured: a later backend failing loses nothing.
+    print!("{}", runtime.block_on(bench_backend(Backend::Embedded))?.report());
     match moto() {
-        Some(backend) => tables.push(runtime.block_on(bench_backend(backend))?),
+        Some(backend) => print!("{}", runtime.block_on(bench_backend(backend))?.report()),
         None => eprintln!("moto: skipped (build with --features aws and set AWS_ENDPOINT_URL to include it)"),
     }
     let load_after = load_average()?;
     let mut out = String::new();
-    for table in &tables {
-        let _ = write!(out, "{}", table.report());
-    }
     let _ = writeln!(
         out,
         "\nMachine: {} cores ({}), {}. Publish-to-visible: from the `POST .../publish` request until \
