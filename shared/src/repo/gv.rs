@@ -27,6 +27,68 @@ pub fn be64(value: u64) -> u64 {
     u64::from_be(value)
 }
 
+/// Width of each framing offset of a container whose body is `body` bytes and which stores
+/// `count` offsets: the smallest of 1, 2, 4 and 8 bytes that can address the whole container
+/// (GLib's `gvs_calculate_total_size`).
+pub fn offset_width(body: usize, count: usize) -> usize {
+    if body + count <= 0xff {
+        1
+    } else if body + 2 * count <= 0xffff {
+        2
+    } else if body as u64 + 4 * count as u64 <= 0xffff_ffff {
+        4
+    } else {
+        8
+    }
+}
+
+/// Appends the framing offsets `ends` to the container body in `out`.
+fn append_offsets(out: &mut Vec<u8>, ends: &[usize]) {
+    let width = offset_width(out.len(), ends.len());
+    out.reserve(width * ends.len());
+    for end in ends {
+        out.extend_from_slice(&(*end as u64).to_le_bytes()[..width]);
+    }
+}
+
+/// Pads `out` with zero bytes to a multiple of `align`.
+fn pad(out: &mut Vec<u8>, align: usize) {
+    out.resize(out.len().next_multiple_of(align), 0);
+}
+
+/// Serializes an array of variable-size elements from their serialized bytes, each element
+/// aligned to `align` (the element type's alignment): the bytes `gvariant` would write for the
+/// same values, assembled by copying.
+pub fn frame_array(elements: &[&[u8]], align: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(elements.iter().map(|e| e.len() + align + 4).sum());
+    let mut ends = Vec::with_capacity(elements.len());
+    for element in elements {
+        pad(&mut out, align);
+        out.extend_from_slice(element);
+        ends.push(out.len());
+    }
+    append_offsets(&mut out, &ends);
+    out
+}
+
+/// Serializes a pair of variable-size values from their serialized bytes, `second` aligned to
+/// `align`: a summary's `(a(s(taya{sv}))a{sv})`, for one.
+pub fn frame_pair(first: &[u8], second: &[u8], align: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(first.len() + align + second.len() + 8);
+    out.extend_from_slice(first);
+    pad(&mut out, align);
+    out.extend_from_slice(second);
+    append_offsets(&mut out, &[first.len()]);
+    out
+}
+
+/// The serialized `v` holding the serialized value `body` of type `type_string`.
+pub fn wrap_variant(mut body: Vec<u8>, type_string: &str) -> Vec<u8> {
+    body.push(0);
+    body.extend_from_slice(type_string.as_bytes());
+    body
+}
+
 /// The `a{sv}` dictionary, keeping entry order and the exact bytes of every value.
 #[derive(Default)]
 pub struct VarDict {
@@ -153,6 +215,36 @@ mod tests {
         assert_eq!(parsed.get_be_u64("alpha"), Some(7));
         assert_eq!(parsed.get_str("zeta"), Some("last"));
         assert_eq!(parsed.get_str_list("mid").unwrap(), ["a", "b"]);
+    }
+
+    /// A summary ref map entry's value.
+    type Info<'a> = (u64, &'a [u8], &'a [DictTuple<'a>]);
+
+    #[test]
+    fn framing_matches_the_serializer_at_every_offset_width() {
+        for count in [0usize, 1, 2, 40, 300, 70_000] {
+            let names: Vec<String> = (0..count).map(|i| format!("ref-{i}")).collect();
+            let meta = VarDict::new();
+            let meta = meta.as_tuples();
+            let values: Vec<Info> = (0..count).map(|i| (i as u64, &b"commit"[..i % 7], &meta[..])).collect();
+            let refs: Vec<(&str, &Info)> = names.iter().zip(&values).map(|(n, v)| (n.as_str(), v)).collect();
+            let elements: Vec<Vec<u8>> = refs.iter().map(|r| gv!("(s(taya{sv}))").serialize_to_vec(r)).collect();
+            let slices: Vec<&[u8]> = elements.iter().map(Vec::as_slice).collect();
+            let mut trailer = VarDict::new();
+            trailer.set("k", variant(gv!("s"), "v"));
+            let expected = gv!("(a(s(taya{sv}))a{sv})").serialize_to_vec(&(&refs[..], &trailer.as_tuples()[..]));
+            assert_eq!(frame_pair(&frame_array(&slices, 8), &trailer.to_bytes(), 8), expected, "{count} elements");
+        }
+    }
+
+    #[test]
+    fn wrapped_variants_match_the_serializer() {
+        let mut inner = gv!("as").serialize_to_vec(["a", "b"].iter());
+        inner.extend_from_slice(b"\0as");
+        let (mut ours, mut theirs) = (VarDict::new(), VarDict::new());
+        ours.set("k", Owned::from_vec(wrap_variant(inner, "v")));
+        theirs.set("k", variant(gv!("v"), VariantWrap(gv!("as"), ["a", "b"].iter())));
+        assert_eq!(ours.to_bytes(), theirs.to_bytes());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! never accepts a file it should not. The digest-named signature has no such window.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -30,7 +31,7 @@ use super::retire;
 #[cfg(feature = "server")]
 use super::sign::{SignError, Signer};
 use super::summary::{
-    all_subsummaries, compat_summary, gunzip, gzip, parse_index, summary_diff, summary_index, DeltaListing, IndexEntry,
+    gunzip, gzip, parse_index, recall, remember, summary_diff, summary_index, DeltaListing, IndexEntry, Refs,
     SummarySettings, SUBSUMMARY_GZIP_LEVEL,
 };
 use super::{Checksum, ObjectName, ObjectType};
@@ -161,8 +162,16 @@ pub async fn build_summaries(
         retired: Vec::new(),
         now,
     };
+    // The compat summary on a second core while this one makes the subsummaries.
+    let refs = Refs::new(records);
+    let (compat, subsummaries) = std::thread::scope(|scope| {
+        let compat = scope.spawn(|| refs.compat_summary(settings, static_deltas, now));
+        let subsummaries = current_subsummaries(&refs, &previous);
+        (compat.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), subsummaries)
+    });
+    files.compat = compat;
     let mut entries = BTreeMap::new();
-    for (name, (digest, bytes)) in all_subsummaries(records) {
+    for (name, digest, bytes) in subsummaries {
         // An unchanged subsummary keeps its file and the deltas to it that the previous index
         // names (written before that index was): nothing to compress, read back or diff again.
         if let Some(old) = previous.get(&name).filter(|old| old.digest == digest) {
@@ -175,21 +184,29 @@ pub async fn build_summaries(
         let candidates = previous
             .get(&name)
             .map(|old| std::iter::once(old.digest).chain(old.history.iter().copied()).collect::<Vec<_>>());
-        let mut history = Vec::new();
+        let mut olds = Vec::new();
         for old in candidates.unwrap_or_default() {
-            if history.len() >= settings.history_length || old == digest || history.contains(&old) {
+            if olds.len() >= settings.history_length || old == digest || olds.iter().any(|(d, _)| *d == old) {
                 continue;
             }
             if let Some(old_bytes) = read_subsummary(dst, &old).await? {
-                files.deltas.push((format!("summaries/{old}-{digest}.delta"), summary_diff(&old_bytes, &bytes)));
-                history.push(old);
+                olds.push((old, old_bytes));
             }
         }
-        files.subsummaries.push((format!("summaries/{digest}.gz"), gzip(&bytes, SUBSUMMARY_GZIP_LEVEL)));
-        entries.insert(name, IndexEntry { digest, history });
+        // Compressed on a second core while this one diffs.
+        let (compressed, deltas) = std::thread::scope(|scope| {
+            let compressed = scope.spawn(|| gzip(&bytes, SUBSUMMARY_GZIP_LEVEL));
+            let deltas: Vec<(String, Vec<u8>)> = olds
+                .iter()
+                .map(|(old, old_bytes)| (format!("summaries/{old}-{digest}.delta"), summary_diff(old_bytes, &bytes)))
+                .collect();
+            (compressed.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), deltas)
+        });
+        files.deltas.extend(deltas);
+        files.subsummaries.push((format!("summaries/{digest}.gz"), compressed));
+        entries.insert(name, IndexEntry { digest, history: olds.into_iter().map(|(old, _)| old).collect() });
     }
     files.index = summary_index(&entries, settings, now);
-    files.compat = compat_summary(records, settings, static_deltas, now);
     files.named = retire::referenced(entries.values());
     // The deltas the summary lists are in use too: a retired one listed again must stay.
     files.named.extend(static_deltas.iter().filter_map(|d| DeltaId::parse_name(&d.name).ok()).map(|d| d.dir()));
@@ -255,14 +272,43 @@ async fn read_previous_index(
     }
 }
 
-/// An earlier subsummary, if it is still stored and intact.
-async fn read_subsummary(dst: &dyn ObjectStore, digest: &Checksum) -> Result<Option<Vec<u8>>, StoreError> {
-    let compressed = match read_limited(dst, &format!("summaries/{digest}.gz"), MAX_SUMMARY_SIZE).await {
+/// The subsummaries of `refs`: name, sha256 and bytes. Each is kept in memory for the next
+/// publish to diff against; one the same as the previous index's is known by its bytes, unhashed.
+fn current_subsummaries(refs: &Refs, previous: &BTreeMap<String, IndexEntry>) -> Vec<(String, Checksum, Arc<Vec<u8>>)> {
+    refs.subsummary_names()
+        .into_iter()
+        .map(|(name, subset, arch)| {
+            let bytes = Arc::new(refs.subsummary(&subset, &arch));
+            let digest = previous
+                .get(&name)
+                .map(|old| old.digest)
+                .filter(|old| recall(old).is_some_and(|old_bytes| old_bytes == bytes))
+                .unwrap_or_else(|| Checksum::of(&bytes));
+            remember(digest, bytes.clone());
+            (name, digest, bytes)
+        })
+        .collect()
+}
+
+/// An earlier subsummary, if it is still stored (and intact): from memory when this process kept
+/// it, so it is neither read back nor decompressed, but only while the store has it, as a delta
+/// from a subsummary the repository no longer has is not made.
+async fn read_subsummary(dst: &dyn ObjectStore, digest: &Checksum) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+    let key = format!("summaries/{digest}.gz");
+    if let Some(bytes) = recall(digest) {
+        return Ok(dst.head(&key).await?.map(|_| bytes));
+    }
+    let compressed = match read_limited(dst, &key, MAX_SUMMARY_SIZE).await {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(gunzip(&compressed, MAX_SUMMARY_SIZE).ok().filter(|bytes| Checksum::of(bytes) == *digest))
+    let Some(bytes) = gunzip(&compressed, MAX_SUMMARY_SIZE).ok().filter(|bytes| Checksum::of(bytes) == *digest) else {
+        return Ok(None);
+    };
+    let bytes = Arc::new(bytes);
+    remember(*digest, bytes.clone());
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ enum Op {
     Data = 2,
 }
 
+/// A ref map entry: its name and its byte range in the summary.
+type Entry<'a> = (&'a [u8], std::ops::Range<usize>);
+
 struct DiffBuilder<'a> {
     old: &'a [u8],
     new: &'a [u8],
@@ -41,9 +44,9 @@ impl DiffBuilder<'_> {
     /// reused, the rest of the old bytes skipped and the rest of the new ones sent literally.
     fn block(&mut self, old: std::ops::Range<usize>, new: std::ops::Range<usize>) {
         let (old_bytes, new_bytes) = (&self.old[old], &self.new[new]);
-        let prefix = old_bytes.iter().zip(new_bytes).take_while(|(a, b)| a == b).count();
+        let prefix = common_prefix(old_bytes, new_bytes);
         let (old_rest, new_rest) = (&old_bytes[prefix..], &new_bytes[prefix..]);
-        let suffix = old_rest.iter().rev().zip(new_rest.iter().rev()).take_while(|(a, b)| a == b).count();
+        let suffix = common_suffix(old_rest, new_rest);
         self.emit(Op::Reuse, prefix, &[]);
         self.emit(Op::Skip, old_rest.len() - suffix, &[]);
         let literal = &new_rest[..new_rest.len() - suffix];
@@ -63,7 +66,31 @@ impl DiffBuilder<'_> {
         self.block(old, new);
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// Walks the two ref maps' entries in step (both sorted by name), consuming each.
+    fn walk(&mut self, old_entries: &[Entry], new_entries: &[Entry]) {
+        let (mut i, mut j) = (0, 0);
+        while i < old_entries.len() && j < new_entries.len() {
+            let ((old_name, old_range), (new_name, new_range)) = (&old_entries[i], &new_entries[j]);
+            match new_name.cmp(old_name) {
+                std::cmp::Ordering::Equal => {
+                    self.consume(Some(old_range.clone()), Some(new_range.clone()));
+                    (i, j) = (i + 1, j + 1);
+                }
+                std::cmp::Ordering::Less => {
+                    self.consume(None, Some(new_range.clone()));
+                    j += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    self.consume(Some(old_range.clone()), None);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Consumes what is left of both and encodes the op stream, uncompressed.
+    fn finish(mut self) -> Vec<u8> {
+        self.block(self.old_pos..self.old.len(), self.new_pos..self.new.len());
         let mut words = Vec::new();
         for &(op, mut len) in &self.ops {
             while len > 0 {
@@ -85,27 +112,22 @@ impl DiffBuilder<'_> {
 pub fn summary_diff(old: &[u8], new: &[u8]) -> Vec<u8> {
     let mut builder = DiffBuilder { old, new, ops: Vec::new(), data: Vec::new(), old_pos: 0, new_pos: 0 };
     if let (Some(old_entries), Some(new_entries)) = (ref_map_entries(old), ref_map_entries(new)) {
-        let (mut i, mut j) = (0, 0);
-        while i < old_entries.len() && j < new_entries.len() {
-            let ((old_name, old_range), (new_name, new_range)) = (&old_entries[i], &new_entries[j]);
-            match new_name.cmp(old_name) {
-                std::cmp::Ordering::Equal => {
-                    builder.consume(Some(old_range.clone()), Some(new_range.clone()));
-                    (i, j) = (i + 1, j + 1);
-                }
-                std::cmp::Ordering::Less => {
-                    builder.consume(None, Some(new_range.clone()));
-                    j += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    builder.consume(Some(old_range.clone()), None);
-                    i += 1;
-                }
-            }
+        // The entries within the bytes both summaries start with are the same, at the same
+        // places: walking them would reuse each one and the padding between them, ops that
+        // merge into one. That one op, then the walk from the first entry that differs.
+        let shared = common_prefix(old, new);
+        let same = old_entries
+            .iter()
+            .zip(&new_entries)
+            .take_while(|((_, old_range), (_, new_range))| old_range == new_range && old_range.end <= shared)
+            .count();
+        if let Some((_, last)) = same.checked_sub(1).map(|k| &old_entries[k]) {
+            builder.emit(Op::Reuse, last.end, &[]);
+            (builder.old_pos, builder.new_pos) = (last.end, last.end);
         }
+        builder.walk(&old_entries[same..], &new_entries[same..]);
     }
-    builder.block(builder.old_pos..old.len(), builder.new_pos..new.len());
-    super::gzip(&builder.encode(), 9)
+    super::gzip(&builder.finish(), 9)
 }
 
 /// Applies a gzipped delta to `old`, as flatpak's client does.
@@ -140,9 +162,33 @@ pub fn apply_diff(old: &[u8], delta: &[u8], limit: u64) -> Result<Vec<u8>, Forma
     Ok(out)
 }
 
+/// Bytes compared at once when looking for the first difference.
+const CHUNK: usize = 64;
+
+/// Length of the longest common prefix of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut same = 0;
+    while same + CHUNK <= n && a[same..same + CHUNK] == b[same..same + CHUNK] {
+        same += CHUNK;
+    }
+    same + a[same..n].iter().zip(&b[same..n]).take_while(|(x, y)| x == y).count()
+}
+
+/// Length of the longest common suffix of `a` and `b`.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut same = 0;
+    while same + CHUNK <= n && a[n - same - CHUNK..n - same] == b[n - same - CHUNK..n - same] {
+        same += CHUNK;
+    }
+    same + a[..n - same].iter().rev().zip(b[..n - same].iter().rev()).take_while(|(x, y)| x == y).count()
+}
+
 /// Byte ranges and names of the ref-map entries of a summary `(a(s(taya{sv}))a{sv})`, read from
 /// its framing offsets; `None` if the bytes are not a well-formed summary.
-fn ref_map_entries(summary: &[u8]) -> Option<Vec<(&[u8], std::ops::Range<usize>)>> {
+fn ref_map_entries(summary: &[u8]) -> Option<Vec<Entry<'_>>> {
     let map_end = *frame_offsets(summary, 1)?.first()?;
     let map = summary.get(..map_end)?;
     if map.is_empty() {
@@ -195,6 +241,75 @@ fn read_offset(data: &[u8], at: usize, width: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::record::{FlatpakData, RefRecord};
+    use crate::repo::Checksum;
+
+    fn naive_prefix(a: &[u8], b: &[u8]) -> usize {
+        a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    }
+
+    #[test]
+    fn common_prefix_and_suffix_find_the_first_difference() {
+        let base: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+        for at in [0, 1, 63, 64, 65, 127, 128, 200, 299] {
+            let mut other = base.clone();
+            other[at] ^= 0xff;
+            for cut in [0, 1, 64, 150, 300] {
+                let (a, b) = (&base[..cut.max(at + 1).min(300)], &other[..]);
+                assert_eq!(common_prefix(a, b), naive_prefix(a, b), "difference at {at}, cut {cut}");
+                let (ra, rb): (Vec<u8>, Vec<u8>) =
+                    (a.iter().rev().copied().collect(), b.iter().rev().copied().collect());
+                assert_eq!(common_suffix(a, b), naive_prefix(&ra, &rb), "difference at {at}, cut {cut}");
+            }
+        }
+    }
+
+    fn subsummary_of(names: &[(usize, u8)]) -> Vec<u8> {
+        let records: Vec<RefRecord> = names
+            .iter()
+            .map(|(i, version)| RefRecord {
+                name: format!("app/org.example.App{i:05}/x86_64/stable"),
+                commit: Checksum::of(&[*version, *i as u8]),
+                commit_size: 100 + *version as u64,
+                timestamp: 1_700_000_000 + *version as u64 * 1_000_003,
+                flatpak: Some(FlatpakData {
+                    metadata: format!("[Application]\nname=App{i}\n{}", "x".repeat(*version as usize)),
+                    ..Default::default()
+                }),
+            })
+            .collect();
+        super::super::subsummary(&records, "", "x86_64")
+    }
+
+    #[test]
+    fn skipping_the_shared_start_changes_no_byte() {
+        let base: Vec<(usize, u8)> = (0..400).map(|i| (i * 2, 0)).collect();
+        let mut changes: Vec<Vec<(usize, u8)>> = Vec::new();
+        for at in [0, 1, 200, 399] {
+            let mut changed = base.clone();
+            changed[at].1 = 1; // same length, other commit
+            changes.push(changed.clone());
+            changed[at].1 = 3; // longer metadata
+            changes.push(changed.clone());
+            let mut inserted = base.clone();
+            inserted.insert(at, (at * 2 + 1, 0));
+            changes.push(inserted);
+            let mut removed = base.clone();
+            removed.remove(at);
+            changes.push(removed);
+        }
+        changes.push(base.clone());
+        changes.push(Vec::new());
+        let old = subsummary_of(&base);
+        for new in changes.iter().map(|names| subsummary_of(names)) {
+            let mut walked =
+                DiffBuilder { old: &old, new: &new, ops: Vec::new(), data: Vec::new(), old_pos: 0, new_pos: 0 };
+            walked.walk(&ref_map_entries(&old).unwrap(), &ref_map_entries(&new).unwrap());
+            let delta = summary_diff(&old, &new);
+            assert_eq!(crate::repo::summary::gunzip(&delta, 1 << 24).unwrap(), walked.finish());
+            assert_eq!(apply_diff(&old, &delta, 1 << 24).unwrap(), new);
+        }
+    }
 
     #[test]
     fn copes_with_arbitrary_inputs() {
