@@ -155,18 +155,23 @@ fn with_native_arch(arch: String) -> Vec<String> {
 /// The appstream data of `arch`'s branches, in ref order: refs of the arch and, for refs it lacks,
 /// of its compat arch; end-of-life refs left out.
 fn arch_data<'a>(records: &'a [RefRecord], arch: &str) -> Vec<&'a AppstreamData> {
-    let by_name: BTreeMap<&str, &RefRecord> = records.iter().map(|r| (r.name.as_str(), r)).collect();
+    // Only refs with appstream data have their names parsed, and the names are indexed only if
+    // a compat-arch ref needs the lookup: most refs of a large repository are passed over.
+    let by_name: std::cell::OnceCell<BTreeSet<&str>> = std::cell::OnceCell::new();
     let mut chosen: BTreeMap<String, &AppstreamData> = BTreeMap::new();
     for record in records {
-        let Ok(parsed) = record.name.parse::<FlatpakRef>() else { continue };
         let Some(flatpak) = &record.flatpak else { continue };
         let Some(data) = &flatpak.appstream else { continue };
         if flatpak.end_of_life.is_some() || flatpak.end_of_life_rebase.is_some() {
             continue;
         }
+        let Ok(parsed) = record.name.parse::<FlatpakRef>() else { continue };
         let native = FlatpakRef { arch: arch.to_owned(), ..parsed.clone() }.to_string();
         let take = parsed.arch == arch
-            || (compat_arch(arch) == Some(parsed.arch.as_str()) && !by_name.contains_key(native.as_str()));
+            || (compat_arch(arch) == Some(parsed.arch.as_str())
+                && !by_name
+                    .get_or_init(|| records.iter().map(|r| r.name.as_str()).collect())
+                    .contains(native.as_str()));
         if take {
             chosen.insert(native, data);
         }
@@ -336,4 +341,36 @@ async fn tree_files(store: &dyn ObjectStore, root: Checksum) -> anyhow::Result<V
         pending.extend(tree.dirs.into_iter().map(|d| (format!("{prefix}{}/", d.name), d.tree)));
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::record::FlatpakData;
+
+    fn record(name: &str, appstream: Option<&str>) -> RefRecord {
+        let appstream = appstream.map(|c| AppstreamData { components: c.into(), icons: Vec::new() });
+        RefRecord {
+            name: name.into(),
+            commit: Checksum::of(name.as_bytes()),
+            commit_size: 1,
+            timestamp: 2,
+            flatpak: Some(FlatpakData { appstream, ..Default::default() }),
+        }
+    }
+
+    #[test]
+    fn an_arch_takes_compat_arch_apps_it_lacks_and_skips_refs_without_data() {
+        let records = [
+            record("app/org.example.Both/i386/stable", Some("both-i386")),
+            record("app/org.example.Both/x86_64/stable", None),
+            record("app/org.example.Old/i386/stable", Some("old-i386")),
+            record("app/org.example.New/x86_64/stable", Some("new")),
+            record("runtime/org.example.Platform/x86_64/stable", None),
+        ];
+        let components: Vec<&str> = arch_data(&records, "x86_64").iter().map(|d| d.components.as_str()).collect();
+        assert_eq!(components, ["new", "old-i386"]);
+        let components: Vec<&str> = arch_data(&records, "i386").iter().map(|d| d.components.as_str()).collect();
+        assert_eq!(components, ["both-i386", "old-i386"]);
+    }
 }
