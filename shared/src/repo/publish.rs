@@ -193,14 +193,19 @@ pub async fn build_summaries(
                 olds.push((old, old_bytes));
             }
         }
-        // Compressed on a second core while this one diffs.
+        // Compressed, and the older half of the deltas made, on a second core while this one
+        // makes the newer half.
+        let delta = |(old, old_bytes): &(Checksum, Arc<Vec<u8>>)| {
+            (format!("summaries/{old}-{digest}.delta"), summary_diff(old_bytes, &bytes))
+        };
+        let (newer, older) = olds.split_at(olds.len().div_ceil(2));
         let (compressed, deltas) = std::thread::scope(|scope| {
-            let compressed = scope.spawn(|| gzip(&bytes, SUBSUMMARY_GZIP_LEVEL));
-            let deltas: Vec<(String, Vec<u8>)> = olds
-                .iter()
-                .map(|(old, old_bytes)| (format!("summaries/{old}-{digest}.delta"), summary_diff(old_bytes, &bytes)))
-                .collect();
-            (compressed.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), deltas)
+            let second =
+                scope.spawn(|| (gzip(&bytes, SUBSUMMARY_GZIP_LEVEL), older.iter().map(delta).collect::<Vec<_>>()));
+            let mut deltas: Vec<(String, Vec<u8>)> = newer.iter().map(delta).collect();
+            let (compressed, older_deltas) = second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            deltas.extend(older_deltas);
+            (compressed, deltas)
         });
         files.deltas.extend(deltas);
         files.subsummaries.push((format!("summaries/{digest}.gz"), compressed));
