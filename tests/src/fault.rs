@@ -100,12 +100,22 @@ fn is_id(part: &str) -> bool {
     part.split('-').all(one)
 }
 
-/// The 1-based positions in `trace` where a step begins or ends: killing before and after each
-/// of them cuts every transition between steps both ways.
+/// The 1-based positions in `trace` where a step begins or ends, for the first occurrence of each
+/// kind of transition (a step after another, a step before another; the job's first and last
+/// operations): killing before and after each of them cuts every kind of transition between
+/// steps both ways. A transition repeated later (the same object kinds written for the next ref
+/// or appstream branch) is left to the embedded runs, which kill at every operation.
 pub fn step_boundaries(trace: &[Operation]) -> Vec<usize> {
     let steps: Vec<String> = trace.iter().map(Operation::step).collect();
+    let mut seen = std::collections::BTreeSet::new();
     (0..steps.len())
-        .filter(|&i| i == 0 || i + 1 == steps.len() || steps[i - 1] != steps[i] || steps[i + 1] != steps[i])
+        .filter(|&i| {
+            let first = i == 0 || i + 1 == steps.len();
+            let begins = i > 0 && steps[i - 1] != steps[i] && seen.insert(("begins", &steps[i - 1], &steps[i]));
+            let ends =
+                i + 1 < steps.len() && steps[i + 1] != steps[i] && seen.insert(("ends", &steps[i], &steps[i + 1]));
+            first || begins || ends
+        })
         .map(|i| i + 1)
         .collect()
 }

@@ -253,9 +253,9 @@ impl Backend {
 
     /// Where to kill, by position in the clean run's `trace`: everywhere on the embedded
     /// backends. On moto, where each request costs milliseconds and a kill point hundreds of
-    /// them, at the first and last operation of each step, so every transition from one step to
-    /// the next is cut both ways; within a step, kill points differ only in which objects of one
-    /// kind landed, and the embedded runs cover them all.
+    /// them, at the first and last operation of a step, for each kind of transition from one step
+    /// to the next, so every kind is cut both ways; within a step, kill points differ only in which
+    /// objects of one kind landed, and the embedded runs cover them all.
     fn kill_points(&self, trace: &[Operation]) -> Vec<usize> {
         #[cfg(feature = "aws")]
         if self.aws.is_some() {
