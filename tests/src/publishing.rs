@@ -8,6 +8,7 @@ use flatbucket::app::AppState;
 use flatbucket::domain::build::NewBuild;
 use flatbucket::domain::job::{CommitContents, JobStatus, PublishContents};
 use flatbucket::jobs::run_job;
+use flatbucket::repo::local::resolve_ref;
 use flatbucket::repo::publish::copy_objects;
 use flatbucket::repo::walk::walk_closure;
 use flatbucket::repo::{Checksum, ObjectName};
@@ -38,6 +39,15 @@ pub async fn upload(
         app.state.upsert_build_ref(build, name, &commit.to_hex(), None).await?;
     }
     Ok(build)
+}
+
+/// `names` with the commits they point at in `source`: the refs a build registers.
+pub async fn resolve_refs(source: &dyn ObjectStore, names: &[&str]) -> anyhow::Result<Vec<(String, Checksum)>> {
+    let mut refs = Vec::new();
+    for name in names {
+        refs.push((name.to_string(), resolve_ref(source, name).await?));
+    }
+    Ok(refs)
 }
 
 /// Runs job `job`, which must end well, and returns its results.

@@ -13,13 +13,12 @@ use aws_config::BehaviorVersion;
 use aws_sdk_ssm::types::ParameterType;
 use flatbucket::app::AppState;
 use flatbucket::config::Config;
-use flatbucket::repo::local::resolve_ref;
 use flatbucket::repo::sign::read_signatures;
 use flatbucket::store::{LocalStore, ObjectStore};
 use flatbucket_tests::aws::{endpoint, unique_suffix};
 use flatbucket_tests::fixture::{build_repo, APP_ID, APP_REF, RUNTIME_REF};
 use flatbucket_tests::gpg::GnuPg;
-use flatbucket_tests::publishing::publish;
+use flatbucket_tests::publishing::{publish, resolve_refs};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,10 +66,7 @@ async fn keys_from_secrets_manager_and_ssm_sign_a_publish() -> anyhow::Result<()
 
     let fixture = tokio::task::spawn_blocking(|| build_repo(1)).await??;
     let source: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&fixture.repo)?);
-    let refs = vec![
-        (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-        (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-    ];
+    let refs = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     publish(&app, "stable", APP_ID, &source, &refs).await?;
     let summary = std::fs::read(repo_dir.join("summary"))?;
     let signatures = read_signatures(&std::fs::read(repo_dir.join("summary.sig"))?)?;

@@ -20,14 +20,14 @@ use flatbucket::domain::build::{PublishedState, RepoState};
 use flatbucket::domain::job::{CommitContents, JobStatus, PublishContents};
 use flatbucket::jobs::run_job;
 use flatbucket::repo::appstream::is_generated_ref;
-use flatbucket::repo::local::{list_refs, read_commit, resolve_ref};
+use flatbucket::repo::local::{list_refs, read_commit};
 use flatbucket::repo::sign::read_signatures;
 use flatbucket::repo::{Checksum, ObjectName, ObjectType};
 use flatbucket::store::{read_limited, Layered, LocalStore, ObjectStore};
 use flatbucket_tests::fault::{check_readable, with_faults, Faults, Kill, Operation, Outcome, Readable, When};
 use flatbucket_tests::fixture::{build_repo, export_app_version, Fixture, APP_ID, APP_REF, RUNTIME_REF};
 use flatbucket_tests::gpg::GnuPg;
-use flatbucket_tests::publishing::{run_to_end, upload};
+use flatbucket_tests::publishing::{resolve_refs, run_to_end, upload};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -174,13 +174,10 @@ impl Versions {
     async fn build() -> anyhow::Result<Self> {
         let fixture = tokio::task::spawn_blocking(|| build_repo(1)).await??;
         let source: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&fixture.repo)?);
-        let first = vec![
-            (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-            (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-        ];
+        let first = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
         let (repo, dir) = (fixture.repo.clone(), fixture.dir.path().to_owned());
         tokio::task::spawn_blocking(move || export_app_version(&repo, &dir, 2)).await??;
-        let second = vec![(APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?)];
+        let second = resolve_refs(&*source, &[APP_REF]).await?;
         Ok(Self { _fixture: fixture, source, first, second })
     }
 }

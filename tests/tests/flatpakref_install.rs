@@ -10,11 +10,10 @@ use anyhow::Context;
 use flatbucket::app::AppState;
 use flatbucket::config::Config;
 use flatbucket::domain::job::{CommitContents, PublishContents};
-use flatbucket::repo::local::resolve_ref;
 use flatbucket::store::{LocalStore, ObjectStore};
 use flatbucket_tests::fixture::{build_repo, export_app_version, APP_ID, APP_REF, RUNTIME_REF};
 use flatbucket_tests::gpg::GnuPg;
-use flatbucket_tests::publishing::{run_to_end, upload};
+use flatbucket_tests::publishing::{resolve_refs, run_to_end, upload};
 use flatbucket_tests::tools::{run, Isolated};
 use serde_json::json;
 
@@ -53,10 +52,7 @@ async fn clients_install_from_the_generated_files_with_verification() -> anyhow:
 
     // Commit: the build repository gets `<id>.flatpakref`s signed by the build key.
     let source: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&fixture.repo)?);
-    let refs = vec![
-        (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-        (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-    ];
+    let refs = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     let build = commit(&app, &source, &refs).await?;
     let build_dir = dir.path().join("build-repo").join(build.to_string());
     let build_ref = std::fs::read_to_string(build_dir.join(format!("{APP_ID}.flatpakref")))?;
@@ -91,7 +87,7 @@ async fn clients_install_from_the_generated_files_with_verification() -> anyhow:
     // the build key.
     let (fixture_repo, work) = (fixture.repo.clone(), fixture.dir.path().to_owned());
     tokio::task::spawn_blocking(move || export_app_version(&fixture_repo, &work, 2)).await??;
-    let build = commit(&app, &source, &[(APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?)]).await?;
+    let build = commit(&app, &source, &resolve_refs(&*source, &[APP_REF]).await?).await?;
     let tester = Isolated::new()?;
     run(tester.flatpak().args(["--user", "remote-add", "--from", "stable", &repo_file]))?;
     run(tester.flatpak().args(["--user", "install", "-y", "--noninteractive", "stable", "org.example.Platform"]))?;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use anyhow::{ensure, Context};
 use flatbucket::app::AppState;
 use flatbucket::config::Config;
-use flatbucket::repo::local::resolve_ref;
 use flatbucket::repo::publish::index_signatures_key;
 use flatbucket::repo::sign::read_signatures;
 use flatbucket::repo::summary::parse_summary;
@@ -22,7 +21,7 @@ use flatbucket::repo::Checksum;
 use flatbucket::store::{LocalStore, ObjectStore};
 use flatbucket_tests::fixture::{build_repo, APP_ID, APP_REF, RUNTIME_REF};
 use flatbucket_tests::gpg::GnuPg;
-use flatbucket_tests::publishing::publish;
+use flatbucket_tests::publishing::{publish, resolve_refs};
 use flatbucket_tests::tools::{run, HttpServer, Isolated};
 use serde_json::json;
 
@@ -51,10 +50,7 @@ async fn our_signatures_match_flatpak_build_update_repo() -> anyhow::Result<()> 
     });
     let (app, _) = AppState::from_config(Config::parse(&config.to_string())?).await?;
     let source: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&fixture.repo)?);
-    let refs = vec![
-        (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-        (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-    ];
+    let refs = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     publish(&app, "stable", APP_ID, &source, &refs).await?;
 
     // The same commits (with our commit signatures), summaries and signatures by flatpak.

@@ -18,7 +18,7 @@ use flatbucket::repo::{Checksum, ObjectName, ObjectType};
 use flatbucket::store::{LocalStore, ObjectStore};
 use flatbucket_tests::fixture::{build_repo, export_app_version, update_and_run, APP_ID, APP_REF, RUNTIME_REF};
 use flatbucket_tests::gpg::GnuPg;
-use flatbucket_tests::publishing::{publish, run_to_end, upload};
+use flatbucket_tests::publishing::{publish, resolve_refs, run_to_end, upload};
 use flatbucket_tests::tools::{run, HttpServer, Isolated};
 use serde_json::json;
 
@@ -48,10 +48,7 @@ async fn clients_verify_what_a_signed_repository_publishes() -> anyhow::Result<(
     assert_eq!(signer.fingerprints(), std::slice::from_ref(&ours));
 
     let source: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&fixture.repo)?);
-    let v1 = vec![
-        (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-        (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-    ];
+    let v1 = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     publish(&app, "stable", APP_ID, &source, &v1).await?;
     let repo = dir.path().join("repo");
     let store = LocalStore::new(&repo)?;
@@ -86,7 +83,7 @@ async fn clients_verify_what_a_signed_repository_publishes() -> anyhow::Result<(
     // Version 2: one new signed commit, and the previous index's signature is retired.
     let (fixture_repo, work) = (fixture.repo.clone(), fixture.dir.path().to_owned());
     tokio::task::spawn_blocking(move || export_app_version(&fixture_repo, &work, 2)).await??;
-    let v2 = vec![(APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?)];
+    let v2 = resolve_refs(&*source, &[APP_REF]).await?;
     publish(&app, "stable", APP_ID, &source, &v2).await?;
     check_signed(&store).await?;
     let ledger = store.list(".flatbucket/retired/").await?;
@@ -175,10 +172,7 @@ async fn build_repositories_are_signed_with_the_build_key() -> anyhow::Result<()
     assert_eq!(app.build_signer.as_ref().context("build signer")?.fingerprints(), [build_key]);
 
     let source: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&fixture.repo)?);
-    let refs = vec![
-        (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-        (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-    ];
+    let refs = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     let build = upload(&app, "stable", APP_ID, &source, &refs).await?;
     let commit = CommitContents { build, endoflife: None, endoflife_rebase: None, token_type: None };
     run_to_end(&app, app.state.start_commit(&commit).await?.id).await?;
@@ -221,10 +215,7 @@ async fn flatpak_installs_from_a_signed_bucket() -> anyhow::Result<()> {
     aws.configure(&mut config);
     let (app, _) = AppState::from_config(Config::parse(&config.to_string())?).await?;
     let source: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&fixture.repo)?);
-    let refs = vec![
-        (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-        (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-    ];
+    let refs = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     publish(&app, "stable", APP_ID, &source, &refs).await?;
 
     let url = format!("{}/{}/stable/", flatbucket_tests::aws::endpoint(), aws.public);

@@ -28,7 +28,7 @@ use flatbucket::store::{LocalStore, ObjectStore};
 use flatbucket_deltas::LibostreeGenerator;
 use flatbucket_tests::fixture::{build_repo, export_app_version, install_and_run, update_and_run, Fixture};
 use flatbucket_tests::fixture::{APP_ID, APP_REF, RUNTIME_REF};
-use flatbucket_tests::publishing::{publish, run_to_end};
+use flatbucket_tests::publishing::{publish, resolve_refs, run_to_end};
 use flatbucket_tests::tools::{run, HttpServer, Isolated};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
@@ -62,15 +62,7 @@ async fn export_version(
 ) -> anyhow::Result<Vec<(String, Checksum)>> {
     let (repo, work) = (fixture.repo.clone(), fixture.dir.path().to_owned());
     tokio::task::spawn_blocking(move || export_app_version(&repo, &work, version)).await??;
-    Ok(vec![(APP_REF.to_owned(), resolve_ref(source, APP_REF).await?)])
-}
-
-async fn refs(source: &dyn ObjectStore, names: &[&str]) -> anyhow::Result<Vec<(String, Checksum)>> {
-    let mut refs = Vec::new();
-    for name in names {
-        refs.push((name.to_string(), resolve_ref(source, name).await?));
-    }
-    Ok(refs)
+    resolve_refs(source, &[APP_REF]).await
 }
 
 fn update_job(results: &Value) -> anyhow::Result<i64> {
@@ -174,7 +166,7 @@ async fn flatpak_updates_through_a_generated_delta() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let app = start(dir.path(), Arc::new(LibostreeGenerator::new())).await?;
     let repo = dir.path().join("repo");
-    let v1 = refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
+    let v1 = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     let published = publish(&app, "stable", APP_ID, &source, &v1).await?;
     run_to_end(&app, update_job(&published)?).await?;
     let (runtime, app_v1) = (head(&app, RUNTIME_REF).await?, head(&app, APP_REF).await?);
@@ -255,7 +247,7 @@ async fn publishes_go_on_during_generation_and_retired_deltas_outlive_the_grace_
     let repo = dir.path().join("repo");
     let store = LocalStore::new(&repo)?;
 
-    let v1 = refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
+    let v1 = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     let first = update_job(&publish(&app, "stable", APP_ID, &source, &v1).await?)?;
     let app_v1 = head(&app, APP_REF).await?;
     let running = tokio::spawn({

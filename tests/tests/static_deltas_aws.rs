@@ -16,14 +16,13 @@ use flatbucket::app::AppState;
 use flatbucket::config::Config;
 use flatbucket::jobs::queue::Deliveries;
 use flatbucket::jobs::{sqs_client, SqsQueue};
-use flatbucket::repo::local::resolve_ref;
 use flatbucket::repo::Checksum;
 use flatbucket::store::{LocalStore, ObjectStore};
 use flatbucket_deltas::LibostreeGenerator;
 use flatbucket_tests::aws::{mirror, resources, unique_suffix, Resources};
 use flatbucket_tests::fixture::{build_repo, export_app_version, install_and_run, update_and_run, Fixture};
 use flatbucket_tests::fixture::{APP_ID, APP_REF, RUNTIME_REF};
-use flatbucket_tests::publishing::{publish, run_to_end};
+use flatbucket_tests::publishing::{publish, resolve_refs, run_to_end};
 use flatbucket_tests::tools::{run, Isolated};
 use serde_json::{json, Value};
 
@@ -107,10 +106,7 @@ async fn the_deltas_queue_runs_update_jobs_into_the_bucket() -> anyhow::Result<(
     let (aws, queues, dir) = (resources().await?, Queues::create().await?, tempfile::tempdir()?);
     let app = start(&aws, &queues, &dir.path().join("build-repo")).await?;
 
-    let v1 = vec![
-        (RUNTIME_REF.to_owned(), resolve_ref(&*source, RUNTIME_REF).await?),
-        (APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?),
-    ];
+    let v1 = resolve_refs(&*source, &[RUNTIME_REF, APP_REF]).await?;
     let published = publish(&app, "stable", APP_ID, &source, &v1).await?;
     run_to_end(&app, queues.take_update_job(&published).await?).await?;
     let app_v1 = head(&app, APP_REF).await?;
@@ -123,7 +119,7 @@ async fn the_deltas_queue_runs_update_jobs_into_the_bucket() -> anyhow::Result<(
 
     let (repo, work) = (fixture.repo.clone(), fixture.dir.path().to_owned());
     tokio::task::spawn_blocking(move || export_app_version(&repo, &work, 2)).await??;
-    let v2 = vec![(APP_REF.to_owned(), resolve_ref(&*source, APP_REF).await?)];
+    let v2 = resolve_refs(&*source, &[APP_REF]).await?;
     let published = publish(&app, "stable", APP_ID, &source, &v2).await?;
     run_to_end(&app, queues.take_update_job(&published).await?).await?;
     let app_v2 = head(&app, APP_REF).await?;
