@@ -112,8 +112,14 @@ pub(super) async fn build_repo_branches(
 
 /// Publish time, after the build's refs are recorded: rebuilds the appstream branches of every
 /// arch `published` touches from all of the repository's records, checks out their files,
-/// updates `ostree-metadata`, then records them all and points their refs.
-pub(super) async fn publish_branches(ctx: &JobContext<'_>, repo: &Repo, published: &[RefRecord]) -> anyhow::Result<()> {
+/// updates `ostree-metadata`, then records them all and points their refs. Returns all of the
+/// repository's records as they now are (nothing else writes them under the publish lease), so
+/// the summaries need no second read of the state store.
+pub(super) async fn publish_branches(
+    ctx: &JobContext<'_>,
+    repo: &Repo,
+    published: &[RefRecord],
+) -> anyhow::Result<Vec<RefRecord>> {
     let records = ctx.app.state.repo_refs(&repo.name).await?;
     let tips: BTreeMap<String, Checksum> = records.iter().map(|r| (r.name.clone(), r.commit)).collect();
     let arches: BTreeSet<String> = published.iter().filter_map(app_arch).flat_map(with_native_arch).collect();
@@ -128,7 +134,9 @@ pub(super) async fn publish_branches(ctx: &JobContext<'_>, repo: &Repo, publishe
     // writing its ref finds it unchanged and must still write the ref.
     ctx.app.state.put_repo_refs(&repo.name, &made).await?;
     write_refs(&*repo.store, &made).await?;
-    Ok(())
+    let mut all: BTreeMap<String, RefRecord> = records.into_iter().map(|r| (r.name.clone(), r)).collect();
+    all.extend(made.into_iter().map(|r| (r.name.clone(), r)));
+    Ok(all.into_values().collect())
 }
 
 /// The arch of an app or runtime ref.

@@ -73,8 +73,7 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     }
     app.state.put_repo_refs(&repo.name, &published).await?;
     write_refs(&*repo.store, &published).await?;
-    appstream::publish_branches(ctx, repo, &published).await?;
-    let records = app.state.repo_refs(&repo.name).await?;
+    let records = appstream::publish_branches(ctx, repo, &published).await?;
     let deltas = read_listings(&*repo.store).await?;
     let mut files = build_summaries(&*repo.store, &records, &repo.settings, &deltas, now()).await?;
     if let Some(signer) = &repo.signer {
