@@ -176,12 +176,15 @@ impl HttpServer {
         Ok(Self(ServerProcess::spawn(&mut cmd, port)?))
     }
 
-    /// Like [`HttpServer::serve`], with the access log (one line per request) written to `log`.
-    pub fn serve_logged(dir: &Path, log: &Path) -> anyhow::Result<Self> {
+    /// Like [`HttpServer::serve`], with the access log (one line per request) written to `log`
+    /// and every response under `/objects/` held back by `object_delay`, as a CDN that has to go
+    /// to its origin for each loose object would.
+    pub fn serve_logged(dir: &Path, log: &Path, object_delay: Duration) -> anyhow::Result<Self> {
         let port = free_port()?;
         let log = std::fs::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
         let mut cmd = Command::new(python());
-        cmd.args(["-m", "http.server", "--bind", "127.0.0.1"]).arg(port.to_string()).arg("--directory").arg(dir);
+        cmd.arg("-c").arg(SLOW_OBJECTS_SERVER).arg(dir).arg(port.to_string());
+        cmd.arg(object_delay.as_secs_f64().to_string());
         cmd.stdout(Stdio::null()).stderr(log);
         Ok(Self(ServerProcess::spawn(&mut cmd, port)?))
     }
@@ -191,6 +194,20 @@ impl HttpServer {
         self.0.url()
     }
 }
+
+/// `http.server` with a delay before each `/objects/` response: its arguments are the directory,
+/// the port and the delay in seconds; the access log goes to stderr as `python3 -m http.server`'s.
+const SLOW_OBJECTS_SERVER: &str = r#"
+import functools, http.server, sys, time
+root, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/objects/"):
+            time.sleep(delay)
+        super().do_GET()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=root))
+server.serve_forever()
+"#;
 
 /// A loopback port that was free a moment ago, found by letting the kernel
 /// pick one for a listener that is then closed.
