@@ -45,6 +45,9 @@ const MAX_SCREENSHOT_ENTRIES: usize = 1_000_000;
 /// Largest stored per-app data read back.
 const MAX_DATA_JSON: u64 = 4 * 1024 * 1024;
 
+/// Ref records by name.
+pub(super) type Records = BTreeMap<String, RefRecord>;
+
 /// Where the commit job leaves the appstream data of the build commit `commit` for publish.
 fn data_key(commit: &Checksum) -> String {
     format!(".flatbucket/appstream/{commit}.json")
@@ -104,24 +107,28 @@ pub(super) async fn build_repo_branches(
     let (store, view) = (ctx.app.build_store(build.id), ctx.app.build_view(build.id, repo));
     let tips = list_refs(&*store).await?;
     let arches: BTreeSet<String> = records.iter().filter_map(app_arch).collect();
+    let by_name: Records = records.iter().map(|r| (r.name.clone(), r.clone())).collect();
     let branches = Branches { store: &*store, signer: ctx.app.build_signer.as_deref(), collection_id: None };
-    let made = branches.update(ctx, records, &arches, &tips).await?;
-    check_out(&*store, &*view, records, &arches, records).await?;
+    let made = branches.update(ctx, &by_name, &arches, &tips).await?;
+    check_out(&*store, &*view, &by_name, &arches, records).await?;
     Ok(made)
 }
 
 /// Publish time, after the build's refs are recorded: rebuilds the appstream branches of every
-/// arch `published` touches from all of the repository's records, checks out their files,
-/// updates `ostree-metadata`, then records them all and points their refs. Returns all of the
-/// repository's records as they now are (nothing else writes them under the publish lease), so
-/// the summaries need no second read of the state store.
+/// arch `published` touches from `records`, all of the repository's records with `published`
+/// among them, checks out their files, updates `ostree-metadata`, then records them all and
+/// points their refs. Returns all of the repository's records as they now are (nothing else writes
+/// them under the publish lease), so the summaries need no second read of the state store.
 pub(super) async fn publish_branches(
     ctx: &JobContext<'_>,
     repo: &Repo,
+    mut records: Records,
     published: &[RefRecord],
 ) -> anyhow::Result<Vec<RefRecord>> {
-    let records = ctx.app.state.repo_refs(&repo.name).await?;
-    let tips: BTreeMap<String, Checksum> = records.iter().map(|r| (r.name.clone(), r.commit)).collect();
+    // Only the generated branches' tips are looked up: no copy of every ref's name.
+    let generated = |name: &str| name.starts_with("appstream") || name == OSTREE_METADATA_REF;
+    let tips: BTreeMap<String, Checksum> =
+        records.iter().filter(|(name, _)| generated(name)).map(|(name, r)| (name.clone(), r.commit)).collect();
     let arches: BTreeSet<String> = published.iter().filter_map(app_arch).flat_map(with_native_arch).collect();
     let collection_id = repo.config.collection_id.as_deref();
     let branches = Branches { store: &*repo.store, signer: repo.signer.as_deref(), collection_id };
@@ -134,9 +141,8 @@ pub(super) async fn publish_branches(
     // writing its ref finds it unchanged and must still write the ref.
     ctx.app.state.put_repo_refs(&repo.name, &made).await?;
     write_refs(&*repo.store, &made).await?;
-    let mut all: BTreeMap<String, RefRecord> = records.into_iter().map(|r| (r.name.clone(), r)).collect();
-    all.extend(made.into_iter().map(|r| (r.name.clone(), r)));
-    Ok(all.into_values().collect())
+    records.extend(made.into_iter().map(|r| (r.name.clone(), r)));
+    Ok(records.into_values().collect())
 }
 
 /// The arch of an app or runtime ref.
@@ -162,12 +168,11 @@ fn with_native_arch(arch: String) -> Vec<String> {
 
 /// The appstream data of `arch`'s branches, in ref order: refs of the arch and, for refs it lacks,
 /// of its compat arch; end-of-life refs left out.
-fn arch_data<'a>(records: &'a [RefRecord], arch: &str) -> Vec<&'a AppstreamData> {
-    // Only refs with appstream data have their names parsed, and the names are indexed only if
-    // a compat-arch ref needs the lookup: most refs of a large repository are passed over.
-    let by_name: std::cell::OnceCell<BTreeSet<&str>> = std::cell::OnceCell::new();
+fn arch_data<'a>(records: &'a Records, arch: &str) -> Vec<&'a AppstreamData> {
+    // Only refs with appstream data have their names parsed: most refs of a large repository are
+    // passed over.
     let mut chosen: BTreeMap<String, &AppstreamData> = BTreeMap::new();
-    for record in records {
+    for record in records.values() {
         let Some(flatpak) = &record.flatpak else { continue };
         let Some(data) = &flatpak.appstream else { continue };
         if flatpak.end_of_life.is_some() || flatpak.end_of_life_rebase.is_some() {
@@ -175,11 +180,8 @@ fn arch_data<'a>(records: &'a [RefRecord], arch: &str) -> Vec<&'a AppstreamData>
         }
         let Ok(parsed) = record.name.parse::<FlatpakRef>() else { continue };
         let native = FlatpakRef { arch: arch.to_owned(), ..parsed.clone() }.to_string();
-        let take = parsed.arch == arch
-            || (compat_arch(arch) == Some(parsed.arch.as_str())
-                && !by_name
-                    .get_or_init(|| records.iter().map(|r| r.name.as_str()).collect())
-                    .contains(native.as_str()));
+        let take =
+            parsed.arch == arch || (compat_arch(arch) == Some(parsed.arch.as_str()) && !records.contains_key(&native));
         if take {
             chosen.insert(native, data);
         }
@@ -200,7 +202,7 @@ impl Branches<'_> {
     async fn update(
         &self,
         ctx: &JobContext<'_>,
-        records: &[RefRecord],
+        records: &Records,
         arches: &BTreeSet<String>,
         tips: &BTreeMap<String, Checksum>,
     ) -> anyhow::Result<Vec<RefRecord>> {
@@ -281,7 +283,7 @@ impl Branches<'_> {
 async fn check_out(
     store: &dyn ObjectStore,
     objects: &dyn ObjectStore,
-    records: &[RefRecord],
+    records: &Records,
     arches: &BTreeSet<String>,
     changed: &[RefRecord],
 ) -> anyhow::Result<()> {
@@ -376,6 +378,7 @@ mod tests {
             record("app/org.example.New/x86_64/stable", Some("new")),
             record("runtime/org.example.Platform/x86_64/stable", None),
         ];
+        let records: Records = records.into_iter().map(|r| (r.name.clone(), r)).collect();
         let components: Vec<&str> = arch_data(&records, "x86_64").iter().map(|d| d.components.as_str()).collect();
         assert_eq!(components, ["new", "old-i386"]);
         let components: Vec<&str> = arch_data(&records, "i386").iter().map(|d| d.components.as_str()).collect();

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-use super::appstream;
+use super::appstream::{self, Records};
 use super::lease::with_publish_lease;
 use super::{now, uploaded_deltas, JobContext};
 use crate::app::Repo;
@@ -52,7 +52,7 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
         return finish(ctx, build, repo, &published_records(ctx, build, repo).await?).await;
     }
     appstream::extract_screenshots(ctx, build, repo).await?;
-    let current: BTreeMap<String, RefRecord> =
+    let mut records: Records =
         app.state.repo_refs(&repo.name).await?.into_iter().map(|r| (r.name.clone(), r)).collect();
     let mut published = Vec::new();
     for (name, commit) in list_refs(&*app.build_store(build.id)).await? {
@@ -60,7 +60,7 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
             continue; // flat-manager imports app and runtime refs only
         }
         ctx.log(format!("Publishing {name}")).await;
-        let head = current.get(&name);
+        let head = records.get(&name);
         let record = match earlier_commit(ctx, build, repo, &name, head).await? {
             Some(record) => {
                 ctx.log(format!("Published {name} as {} by an interrupted run", record.commit)).await;
@@ -73,7 +73,8 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     }
     app.state.put_repo_refs(&repo.name, &published).await?;
     write_refs(&*repo.store, &published).await?;
-    let records = appstream::publish_branches(ctx, repo, &published).await?;
+    records.extend(published.iter().map(|r| (r.name.clone(), r.clone())));
+    let records = appstream::publish_branches(ctx, repo, records, &published).await?;
     let deltas = read_listings(&*repo.store).await?;
     let mut files = build_summaries(&*repo.store, &records, &repo.settings, &deltas, now()).await?;
     if let Some(signer) = &repo.signer {
