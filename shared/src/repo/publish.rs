@@ -31,7 +31,7 @@ use super::retire;
 #[cfg(feature = "server")]
 use super::sign::{SignError, Signer};
 use super::summary::{
-    gunzip, gzip, parse_index, recall, remember, summary_diff, summary_index, DeltaListing, IndexEntry, Refs,
+    gunzip, gzip, layout_diff, parse_index, recall, remember, summary_index, DeltaListing, IndexEntry, Layout, Refs,
     SummarySettings, SUBSUMMARY_GZIP_LEVEL,
 };
 use super::{Checksum, ObjectName, ObjectType};
@@ -171,7 +171,7 @@ pub async fn build_summaries(
     });
     files.compat = compat;
     let mut entries = BTreeMap::new();
-    for (name, digest, bytes) in subsummaries {
+    for (name, digest, bytes, layout) in subsummaries {
         // An unchanged subsummary keeps its file and the deltas to it that the previous index
         // names (written before that index was): nothing to compress, read back or diff again.
         if let Some(old) = previous.get(&name).filter(|old| old.digest == digest) {
@@ -189,14 +189,14 @@ pub async fn build_summaries(
             if olds.len() >= settings.history_length || old == digest || olds.iter().any(|(d, _)| *d == old) {
                 continue;
             }
-            if let Some(old_bytes) = read_subsummary(dst, &old).await? {
-                olds.push((old, old_bytes));
+            if let Some(old_layout) = read_subsummary(dst, &old, &layout).await? {
+                olds.push((old, old_layout));
             }
         }
         // Compressed, and the older half of the deltas made, on a second core while this one
         // makes the newer half.
-        let delta = |(old, old_bytes): &(Checksum, Arc<Vec<u8>>)| {
-            (format!("summaries/{old}-{digest}.delta"), summary_diff(old_bytes, &bytes))
+        let delta = |(old, old_layout): &(Checksum, Arc<Layout>)| {
+            (format!("summaries/{old}-{digest}.delta"), layout_diff(old_layout, &layout))
         };
         let (newer, older) = olds.split_at(olds.len().div_ceil(2));
         let (compressed, deltas) = std::thread::scope(|scope| {
@@ -277,31 +277,40 @@ async fn read_previous_index(
     }
 }
 
-/// The subsummaries of `refs`: name, sha256 and bytes. Each is kept in memory for the next
-/// publish to diff against; one the same as the previous index's is known by its bytes, unhashed.
-fn current_subsummaries(refs: &Refs, previous: &BTreeMap<String, IndexEntry>) -> Vec<(String, Checksum, Arc<Vec<u8>>)> {
+/// A subsummary: its name, sha256, bytes and layout.
+type Subsummary = (String, Checksum, Vec<u8>, Arc<Layout>);
+
+/// The subsummaries of `refs`. Each is kept in memory for the next publish to diff against; one
+/// the same as the previous index's is known by its layout, unhashed.
+fn current_subsummaries(refs: &Refs, previous: &BTreeMap<String, IndexEntry>) -> Vec<Subsummary> {
     refs.subsummary_names()
         .into_iter()
         .map(|(name, subset, arch)| {
-            let bytes = Arc::new(refs.subsummary(&subset, &arch));
+            let (bytes, layout) = refs.subsummary(&subset, &arch);
             let digest = previous
                 .get(&name)
                 .map(|old| old.digest)
-                .filter(|old| recall(old).is_some_and(|old_bytes| old_bytes == bytes))
+                .filter(|old| recall(old).is_some_and(|old_layout| old_layout.same_as(&layout)))
                 .unwrap_or_else(|| Checksum::of(&bytes));
-            remember(digest, bytes.clone());
-            (name, digest, bytes)
+            let layout = Arc::new(layout);
+            remember(digest, layout.clone());
+            (name, digest, bytes, layout)
         })
         .collect()
 }
 
-/// An earlier subsummary, if it is still stored (and intact): from memory when this process kept
-/// it, so it is neither read back nor decompressed, but only while the store has it, as a delta
-/// from a subsummary the repository no longer has is not made.
-async fn read_subsummary(dst: &dyn ObjectStore, digest: &Checksum) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+/// The layout of an earlier subsummary, if it is still stored (and intact): from memory when this
+/// process kept it, so it is neither read back nor decompressed, but only while the store has it,
+/// as a delta from a subsummary the repository no longer has is not made. One read back shares
+/// its entries with `newer`'s where they are the same.
+async fn read_subsummary(
+    dst: &dyn ObjectStore,
+    digest: &Checksum,
+    newer: &Layout,
+) -> Result<Option<Arc<Layout>>, StoreError> {
     let key = format!("summaries/{digest}.gz");
-    if let Some(bytes) = recall(digest) {
-        return Ok(dst.head(&key).await?.map(|_| bytes));
+    if let Some(layout) = recall(digest) {
+        return Ok(dst.head(&key).await?.map(|_| layout));
     }
     let compressed = match read_limited(dst, &key, MAX_SUMMARY_SIZE).await {
         Ok(bytes) => bytes,
@@ -311,9 +320,9 @@ async fn read_subsummary(dst: &dyn ObjectStore, digest: &Checksum) -> Result<Opt
     let Some(bytes) = gunzip(&compressed, MAX_SUMMARY_SIZE).ok().filter(|bytes| Checksum::of(bytes) == *digest) else {
         return Ok(None);
     };
-    let bytes = Arc::new(bytes);
-    remember(*digest, bytes.clone());
-    Ok(Some(bytes))
+    let layout = Arc::new(Layout::parse(&bytes, Some(newer)));
+    remember(*digest, layout.clone());
+    Ok(Some(layout))
 }
 
 #[cfg(test)]

@@ -4,32 +4,37 @@
 //! - [`encoded`]: each ref's serialized summary entries (its subsummary and compat `ref map`
 //!   elements and its `xa.cache` entry), kept while the ref keeps the same record; a summary of
 //!   10,000 refs is then copies and framing offsets ([`crate::repo::gv::frame_array`]).
-//! - [`remember`] / [`recall`]: the uncompressed subsummaries last built or read, by sha256, to
-//!   diff the next ones against without reading and decompressing them back. Content-addressed,
-//!   so an entry is never stale; a miss (another process wrote it, a cold start) reads the store.
+//! - [`remember`] / [`recall`]: the layouts of the subsummaries last built or read, by sha256, to
+//!   diff the next ones against without reading and decompressing them back. A layout shares its
+//!   entries with the first cache and with other versions ([`Layout`]), so a subsummary's whole
+//!   history (16 versions in flatpak's index) fits. Content-addressed, so an entry is never stale;
+//!   a miss (another process wrote it, a cold start) reads the store.
 //!
 //! Both are bounded: entries not used by the last [`KEEP_BUILDS`] summaries built leave the first,
-//! and the second keeps at most [`RECENT_BUDGET`] bytes, the newest first.
+//! and the second keeps layouts costing at most [`RECENT_BUDGET`] bytes ([`Layout::cost`]), the
+//! newest first.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use super::Layout;
 use crate::repo::record::RefRecord;
 use crate::repo::Checksum;
 
 /// Summaries built since an entry was last used after which it is dropped.
 const KEEP_BUILDS: u64 = 64;
-/// Bytes of uncompressed subsummaries kept.
-const RECENT_BUDGET: usize = 24 << 20;
+/// What the kept layouts may cost: the history of a subsummary of 10,000 refs costs about 3 MiB.
+const RECENT_BUDGET: usize = 16 << 20;
 
 /// The serialized entries of one ref.
 #[derive(Debug)]
 pub(super) struct Encoded {
     /// The ref's arch, if it has one (`arch_for_ref`).
     pub arch: Option<String>,
-    /// `(s(taya{sv}))` of a subsummary's ref map.
-    pub subsummary: Vec<u8>,
+    /// `(s(taya{sv}))` of a subsummary's ref map, shared with the layouts of the subsummaries
+    /// holding it.
+    pub subsummary: Arc<[u8]>,
     /// `(s(taya{sv}))` of the compat summary's ref map.
     pub compat: Vec<u8>,
     /// `{s(tts)}` of the compat summary's `xa.cache`, for flatpak refs.
@@ -168,11 +173,11 @@ pub(super) fn encoded(listed: &[&RefRecord], encode: impl Fn(&RefRecord) -> Enco
     out
 }
 
-/// Recent uncompressed subsummaries, newest first, and their total size.
+/// Recent subsummaries' layouts, newest first, and their total cost.
 #[derive(Default)]
 struct Recent {
-    subsummaries: VecDeque<(Checksum, Arc<Vec<u8>>)>,
-    bytes: usize,
+    subsummaries: VecDeque<(Checksum, Arc<Layout>)>,
+    cost: usize,
 }
 
 fn recent() -> MutexGuard<'static, Recent> {
@@ -180,28 +185,28 @@ fn recent() -> MutexGuard<'static, Recent> {
     RECENT.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Keeps the uncompressed subsummary `bytes`, whose sha256 is `digest`.
-pub fn remember(digest: Checksum, bytes: Arc<Vec<u8>>) {
+/// Keeps the layout of the subsummary whose sha256 is `digest`.
+pub fn remember(digest: Checksum, layout: Arc<Layout>) {
     let mut recent = recent();
     if let Some(at) = recent.subsummaries.iter().position(|(d, _)| *d == digest) {
         let entry = recent.subsummaries.remove(at).expect("the position is in range");
         recent.subsummaries.push_front(entry);
         return;
     }
-    if bytes.len() > RECENT_BUDGET {
+    if layout.cost() > RECENT_BUDGET {
         return;
     }
-    recent.bytes += bytes.len();
-    recent.subsummaries.push_front((digest, bytes));
-    while recent.bytes > RECENT_BUDGET {
-        let (_, dropped) = recent.subsummaries.pop_back().expect("bytes are counted for kept entries");
-        recent.bytes -= dropped.len();
+    recent.cost += layout.cost();
+    recent.subsummaries.push_front((digest, layout));
+    while recent.cost > RECENT_BUDGET {
+        let (_, dropped) = recent.subsummaries.pop_back().expect("costs are counted for kept entries");
+        recent.cost -= dropped.cost();
     }
 }
 
-/// The uncompressed subsummary of sha256 `digest`, if it is kept.
-pub fn recall(digest: &Checksum) -> Option<Arc<Vec<u8>>> {
-    recent().subsummaries.iter().find(|(d, _)| d == digest).map(|(_, bytes)| bytes.clone())
+/// The layout of the subsummary of sha256 `digest`, if it is kept.
+pub fn recall(digest: &Checksum) -> Option<Arc<Layout>> {
+    recent().subsummaries.iter().find(|(d, _)| d == digest).map(|(_, layout)| layout.clone())
 }
 
 #[cfg(test)]
@@ -221,7 +226,7 @@ mod tests {
 
     fn encode(record: &RefRecord) -> Encoded {
         let tag = format!("{}:{}", record.name, record.flatpak.as_ref().map_or("", |d| d.metadata.as_str()));
-        Encoded { arch: None, subsummary: tag.into_bytes(), compat: Vec::new(), xa_cache: None }
+        Encoded { arch: None, subsummary: tag.into_bytes().into(), compat: Vec::new(), xa_cache: None }
     }
 
     #[test]
@@ -230,15 +235,15 @@ mod tests {
         let first = encoded(&[&a, &b], encode);
         let again = encoded(&[&a, &b, &c], encode);
         assert!(Arc::ptr_eq(&first[0], &again[0]) && Arc::ptr_eq(&first[1], &again[1]));
-        assert_eq!(again[2].subsummary, b"app/a:m2", "other metadata under the same commit is encoded anew");
+        assert_eq!(&*again[2].subsummary, b"app/a:m2", "other metadata under the same commit is encoded anew");
     }
 
     #[test]
     fn recent_subsummaries_are_found_by_digest() {
-        let bytes = Arc::new(b"a subsummary kept for the next diff".to_vec());
-        let digest = Checksum::of(&bytes);
-        remember(digest, bytes.clone());
-        assert_eq!(recall(&digest).as_deref(), Some(&*bytes));
+        let bytes = b"a subsummary kept for the next diff";
+        let (digest, layout) = (Checksum::of(bytes), Arc::new(Layout::parse(bytes, None)));
+        remember(digest, layout.clone());
+        assert!(recall(&digest).is_some_and(|kept| Arc::ptr_eq(&kept, &layout)));
         assert!(recall(&Checksum::of(b"never kept")).is_none());
     }
 }

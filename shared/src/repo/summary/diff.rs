@@ -1,6 +1,10 @@
 //! Summary deltas (`summaries/<old>-<new>.delta`): flatpak's `xadf` op stream, built by walking
 //! the two ref maps in step so unchanged refs are copied from the old subsummary.
 
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use super::layout::{entry_name, padded_start, Layout};
 use crate::repo::FormatError;
 
 const HEADER: &[u8; 4] = b"xadf";
@@ -19,16 +23,16 @@ enum Op {
 /// A ref map entry: its name and its byte range in the summary.
 type Entry<'a> = (&'a [u8], std::ops::Range<usize>);
 
-struct DiffBuilder<'a> {
-    old: &'a [u8],
-    new: &'a [u8],
+/// Zeros, for the padding between entries.
+const PADDING: [u8; 8] = [0; 8];
+
+#[derive(Default)]
+struct DiffBuilder {
     ops: Vec<(Op, usize)>,
     data: Vec<u8>,
-    old_pos: usize,
-    new_pos: usize,
 }
 
-impl DiffBuilder<'_> {
+impl DiffBuilder {
     fn emit(&mut self, op: Op, len: usize, literal: &[u8]) {
         if len == 0 {
             return;
@@ -40,12 +44,11 @@ impl DiffBuilder<'_> {
         self.data.extend_from_slice(literal);
     }
 
-    /// Produces `new[new_range]` while consuming `old[old_range]`: shared prefix and suffix are
-    /// reused, the rest of the old bytes skipped and the rest of the new ones sent literally.
-    fn block(&mut self, old: std::ops::Range<usize>, new: std::ops::Range<usize>) {
-        let (old_bytes, new_bytes) = (&self.old[old], &self.new[new]);
-        let prefix = common_prefix(old_bytes, new_bytes);
-        let (old_rest, new_rest) = (&old_bytes[prefix..], &new_bytes[prefix..]);
+    /// Produces `new` while consuming `old`: shared prefix and suffix are reused, the rest of the
+    /// old bytes skipped and the rest of the new ones sent literally.
+    fn block(&mut self, old: &[u8], new: &[u8]) {
+        let prefix = common_prefix(old, new);
+        let (old_rest, new_rest) = (&old[prefix..], &new[prefix..]);
         let suffix = common_suffix(old_rest, new_rest);
         self.emit(Op::Reuse, prefix, &[]);
         self.emit(Op::Skip, old_rest.len() - suffix, &[]);
@@ -54,43 +57,8 @@ impl DiffBuilder<'_> {
         self.emit(Op::Reuse, suffix, &[]);
     }
 
-    /// Consumes an old entry range and produces a new one (either may be absent), covering any
-    /// gap since the last consumed position first.
-    fn consume(&mut self, old: Option<std::ops::Range<usize>>, new: Option<std::ops::Range<usize>>) {
-        let old = old.unwrap_or(self.old_pos..self.old_pos);
-        let new = new.unwrap_or(self.new_pos..self.new_pos);
-        if old.start != self.old_pos || new.start != self.new_pos {
-            self.block(self.old_pos..old.start, self.new_pos..new.start);
-        }
-        (self.old_pos, self.new_pos) = (old.end, new.end);
-        self.block(old, new);
-    }
-
-    /// Walks the two ref maps' entries in step (both sorted by name), consuming each.
-    fn walk(&mut self, old_entries: &[Entry], new_entries: &[Entry]) {
-        let (mut i, mut j) = (0, 0);
-        while i < old_entries.len() && j < new_entries.len() {
-            let ((old_name, old_range), (new_name, new_range)) = (&old_entries[i], &new_entries[j]);
-            match new_name.cmp(old_name) {
-                std::cmp::Ordering::Equal => {
-                    self.consume(Some(old_range.clone()), Some(new_range.clone()));
-                    (i, j) = (i + 1, j + 1);
-                }
-                std::cmp::Ordering::Less => {
-                    self.consume(None, Some(new_range.clone()));
-                    j += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    self.consume(Some(old_range.clone()), None);
-                    i += 1;
-                }
-            }
-        }
-    }
-
-    /// Consumes what is left of both and encodes the op stream, uncompressed.
-    fn finish(mut self) -> Vec<u8> {
-        self.block(self.old_pos..self.old.len(), self.new_pos..self.new.len());
+    /// Encodes the op stream, uncompressed.
+    fn finish(self) -> Vec<u8> {
         let mut words = Vec::new();
         for &(op, mut len) in &self.ops {
             while len > 0 {
@@ -108,26 +76,77 @@ impl DiffBuilder<'_> {
     }
 }
 
-/// The gzipped delta turning subsummary `old` into `new`.
-pub fn summary_diff(old: &[u8], new: &[u8]) -> Vec<u8> {
-    let mut builder = DiffBuilder { old, new, ops: Vec::new(), data: Vec::new(), old_pos: 0, new_pos: 0 };
-    if let (Some(old_entries), Some(new_entries)) = (ref_map_entries(old), ref_map_entries(new)) {
-        // The entries within the bytes both summaries start with are the same, at the same
-        // places: walking them would reuse each one and the padding between them, ops that
-        // merge into one. That one op, then the walk from the first entry that differs.
-        let shared = common_prefix(old, new);
-        let same = old_entries
-            .iter()
-            .zip(&new_entries)
-            .take_while(|((_, old_range), (_, new_range))| old_range == new_range && old_range.end <= shared)
-            .count();
-        if let Some((_, last)) = same.checked_sub(1).map(|k| &old_entries[k]) {
-            builder.emit(Op::Reuse, last.end, &[]);
-            (builder.old_pos, builder.new_pos) = (last.end, last.end);
-        }
-        builder.walk(&old_entries[same..], &new_entries[same..]);
+/// One side of the walk: a layout's entries, the next one's index and where the last one ended.
+struct Cursor<'a> {
+    entries: &'a [Arc<[u8]>],
+    next: usize,
+    end: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(layout: &'a Layout) -> Self {
+        Self { entries: &layout.entries, next: 0, end: 0 }
     }
+
+    fn peek(&self) -> Option<&'a Arc<[u8]>> {
+        self.entries.get(self.next)
+    }
+
+    /// The next entry with the padding before it, as (padding length, entry); moves past it.
+    fn take(&mut self) -> (usize, &'a [u8]) {
+        let entry = &self.entries[self.next];
+        let start = padded_start(self.end);
+        let padding = start - self.end;
+        (self.next, self.end) = (self.next + 1, start + entry.len());
+        (padding, entry)
+    }
+}
+
+/// The gzipped delta turning the subsummary laid out as `old` into the one laid out as `new`:
+/// the two ref maps walked in step (both are in name order), an entry that is the same in both
+/// (the same shared bytes, usually) reused from the old subsummary, then the tails diffed.
+pub fn layout_diff(old: &Layout, new: &Layout) -> Vec<u8> {
+    let mut builder = DiffBuilder::default();
+    let (mut olds, mut news) = (Cursor::new(old), Cursor::new(new));
+    loop {
+        let order = match (olds.peek(), news.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(o), Some(n)) if Arc::ptr_eq(o, n) || o == n => Ordering::Equal,
+            (Some(o), Some(n)) => entry_name(o).cmp(entry_name(n)),
+        };
+        match order {
+            // Only in the old map: skipped.
+            Ordering::Less => {
+                let (padding, entry) = olds.take();
+                builder.emit(Op::Skip, padding + entry.len(), &[]);
+            }
+            // Only in the new map: sent.
+            Ordering::Greater => {
+                let (padding, entry) = news.take();
+                builder.emit(Op::Data, padding, &PADDING[..padding]);
+                builder.emit(Op::Data, entry.len(), entry);
+            }
+            Ordering::Equal => {
+                let ((old_padding, old_entry), (new_padding, new_entry)) = (olds.take(), news.take());
+                if old_padding == new_padding && old_entry == new_entry {
+                    builder.emit(Op::Reuse, old_padding + old_entry.len(), &[]);
+                } else {
+                    let padded = |padding: usize, entry: &[u8]| [&PADDING[..padding], entry].concat();
+                    builder.block(&padded(old_padding, old_entry), &padded(new_padding, new_entry));
+                }
+            }
+        }
+    }
+    builder.block(&old.tail, &new.tail);
     super::gzip(&builder.finish(), 9)
+}
+
+/// The gzipped delta turning subsummary `old` into `new` ([`layout_diff`] of their layouts).
+pub fn summary_diff(old: &[u8], new: &[u8]) -> Vec<u8> {
+    let old = Layout::parse(old, None);
+    layout_diff(&old, &Layout::parse(new, Some(&old)))
 }
 
 /// Applies a gzipped delta to `old`, as flatpak's client does.
@@ -188,7 +207,7 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
 
 /// Byte ranges and names of the ref-map entries of a summary `(a(s(taya{sv}))a{sv})`, read from
 /// its framing offsets; `None` if the bytes are not a well-formed summary.
-fn ref_map_entries(summary: &[u8]) -> Option<Vec<Entry<'_>>> {
+pub(super) fn ref_map_entries(summary: &[u8]) -> Option<Vec<Entry<'_>>> {
     let map_end = *frame_offsets(summary, 1)?.first()?;
     let map = summary.get(..map_end)?;
     if map.is_empty() {
@@ -282,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn skipping_the_shared_start_changes_no_byte() {
+    fn deltas_between_versions_reproduce_the_new_one_and_send_only_what_changed() {
         let base: Vec<(usize, u8)> = (0..400).map(|i| (i * 2, 0)).collect();
         let mut changes: Vec<Vec<(usize, u8)>> = Vec::new();
         for at in [0, 1, 200, 399] {
@@ -301,13 +320,13 @@ mod tests {
         changes.push(base.clone());
         changes.push(Vec::new());
         let old = subsummary_of(&base);
-        for new in changes.iter().map(|names| subsummary_of(names)) {
-            let mut walked =
-                DiffBuilder { old: &old, new: &new, ops: Vec::new(), data: Vec::new(), old_pos: 0, new_pos: 0 };
-            walked.walk(&ref_map_entries(&old).unwrap(), &ref_map_entries(&new).unwrap());
+        for (names, new) in changes.iter().map(|names| (names, subsummary_of(names))) {
             let delta = summary_diff(&old, &new);
-            assert_eq!(crate::repo::summary::gunzip(&delta, 1 << 24).unwrap(), walked.finish());
             assert_eq!(apply_diff(&old, &delta, 1 << 24).unwrap(), new);
+            let raw = crate::repo::summary::gunzip(&delta, 1 << 24).unwrap();
+            // One entry at most differs: its bytes and the framing offsets (4 bytes per entry).
+            let sent = raw.len() - 8 - 4 * u32::from_le_bytes(raw[4..8].try_into().unwrap()) as usize;
+            assert!(sent < 300 + 4 * names.len(), "{sent} literal bytes for one changed entry");
         }
     }
 

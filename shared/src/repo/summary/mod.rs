@@ -6,6 +6,7 @@
 mod cache;
 mod diff;
 mod index;
+mod layout;
 mod settings;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -16,8 +17,9 @@ use flate2::{read::GzDecoder, Compression, GzBuilder};
 use gvariant::{gv, Marker, Owned, Structure, Variant};
 
 pub use cache::{recall, remember};
-pub use diff::{apply_diff, summary_diff};
+pub use diff::{apply_diff, layout_diff, summary_diff};
 pub use index::{parse_index, summary_index, IndexEntry};
+pub use layout::Layout;
 pub use settings::SummarySettings;
 
 use super::gv::{aligned, frame_array, frame_pair, variant, wrap_variant, DictTuple, VarDict};
@@ -147,14 +149,17 @@ impl<'a> Refs<'a> {
     }
 
     /// One subsummary: the refs of `arch` (and arch-less refs) in `subset` ("" for all), each
-    /// with `xa.data`, its sparse keys and `ot.ts`; metadata is only `xa.summary-version`.
-    pub fn subsummary(&self, subset: &str, arch: &str) -> Vec<u8> {
+    /// with `xa.data`, its sparse keys and `ot.ts`; metadata is only `xa.summary-version`. With
+    /// its layout, whose entries are shared with the entry cache.
+    pub fn subsummary(&self, subset: &str, arch: &str) -> (Vec<u8>, Layout) {
         let arches = [arch.to_owned()];
         let listed = self.select(&Selection { arches: Some(&arches), subset });
         let refs: Vec<&[u8]> = listed.iter().map(|e| &e.encoded.subsummary[..]).collect();
         let mut metadata = VarDict::new();
         metadata.set("xa.summary-version", variant(gv!("u"), SUMMARY_VERSION.to_le()));
-        frame_pair(&frame_array(&refs, ALIGN), &metadata.to_bytes(), ALIGN)
+        let bytes = frame_pair(&frame_array(&refs, ALIGN), &metadata.to_bytes(), ALIGN);
+        let layout = Layout::framed(listed.iter().map(|e| e.encoded.subsummary.clone()).collect(), &bytes);
+        (bytes, layout)
     }
 }
 
@@ -175,7 +180,7 @@ pub fn subsummary_names(records: &[RefRecord]) -> Vec<(String, String, String)> 
 
 /// One subsummary of `records` ([`Refs::subsummary`]).
 pub fn subsummary(records: &[RefRecord], subset: &str, arch: &str) -> Vec<u8> {
-    Refs::new(records).subsummary(subset, arch)
+    Refs::new(records).subsummary(subset, arch).0
 }
 
 /// The summary entries of `record`: its subsummary and compat ref map elements, and its
@@ -185,7 +190,7 @@ fn encode(record: &RefRecord) -> cache::Encoded {
     compat_meta.set("ostree.commit.timestamp", variant(gv!("t"), record.timestamp.to_be()));
     cache::Encoded {
         arch: arch_for_ref(&record.name).map(str::to_owned),
-        subsummary: ref_map_entry(record, &subsummary_ref_metadata(record)),
+        subsummary: ref_map_entry(record, &subsummary_ref_metadata(record)).into(),
         compat: ref_map_entry(record, &compat_meta),
         xa_cache: record.flatpak.as_ref().map(|d| {
             let value = (d.installed_size.to_be(), d.download_size.to_be(), d.metadata.as_str());
@@ -301,7 +306,7 @@ pub fn all_subsummaries(records: &[RefRecord]) -> BTreeMap<String, (Checksum, Ve
     refs.subsummary_names()
         .into_iter()
         .map(|(name, subset, arch)| {
-            let bytes = refs.subsummary(&subset, &arch);
+            let (bytes, _) = refs.subsummary(&subset, &arch);
             (name, (Checksum::of(&bytes), bytes))
         })
         .collect()
