@@ -480,11 +480,10 @@ async fn write_synthetic_repo(path: &Path) -> anyhow::Result<Vec<RefRecord>> {
     many_refs::write_refs(&LocalStore::new(path)?, SUMMARY_REFS).await
 }
 
-/// Copies a repository directory, dropping flatbucket's temporary directory from the copy.
+/// Copies a repository directory.
 fn copy_repo(from: &Path, to: &Path) -> anyhow::Result<()> {
     run(Command::new("cp").arg("-a").arg(from).arg(to))?;
-    let tmp = to.join(".flatbucket-tmp");
-    std::fs::remove_dir_all(&tmp).with_context(|| format!("failed to remove {}", tmp.display()))
+    Ok(())
 }
 
 /// Removes every summary file, so each run is a first publish without history or caches.

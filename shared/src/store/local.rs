@@ -1,6 +1,10 @@
 //! ObjectStore on a local directory. Keys map to paths below the root; every write goes to a
 //! temporary file that is renamed (or hard-linked, for put-if-absent) into place, so readers and
 //! a crash at any point see either the old object or the new one.
+//!
+//! The temporary file is made in the destination's own directory: the rename then locks one
+//! directory, not two, and parallel writes (an upload's objects, spread over `objects/<xx>/`)
+//! do not all queue on the lock of one shared temporary directory, as they did.
 
 use std::fs;
 use std::io::{self, Write};
@@ -14,8 +18,8 @@ use futures::StreamExt;
 
 use super::{validate_key, ByteStream, Location, ObjectReader, ObjectStore, StoreError};
 
-/// Temporary files live here, inside the root so renames stay on one filesystem.
-const TMP_DIR: &str = ".flatbucket-tmp";
+/// Temporary files are named with this prefix, beside their destination; no key may use it.
+const TMP_PREFIX: &str = ".flatbucket-tmp";
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -33,25 +37,32 @@ struct TempWriter {
 impl TempWriter {
     async fn write(mut self, batch: Vec<u8>) -> io::Result<Self> {
         run_blocking(move || {
-            let file = match self.file.as_mut() {
-                Some(file) => file,
-                None => self.file.insert(fs::File::create(&self.tmp)?),
-            };
-            file.write_all(&batch)?;
+            self.write_blocking(&batch)?;
             Ok(self)
         })
         .await
     }
 
-    async fn finish(mut self, path: PathBuf) -> io::Result<()> {
+    /// Writes the last batch and renames the file into place, in one blocking call: an object
+    /// that fits in a batch costs one trip to the blocking pool in all.
+    async fn finish(mut self, last: Vec<u8>, path: PathBuf) -> io::Result<()> {
         run_blocking(move || {
-            if self.file.take().is_none() {
-                fs::File::create(&self.tmp)?;
-            }
-            ensure_parent(&path)?;
+            self.write_blocking(&last)?;
+            self.file.take();
             fs::rename(&self.tmp, &path)
         })
         .await
+    }
+
+    fn write_blocking(&mut self, batch: &[u8]) -> io::Result<()> {
+        let file = match self.file.as_mut() {
+            Some(file) => file,
+            None => {
+                ensure_parent(&self.tmp)?;
+                self.file.insert(fs::File::create(&self.tmp)?)
+            }
+        };
+        file.write_all(batch)
     }
 }
 
@@ -87,27 +98,32 @@ impl LocalStore {
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         validate_key(key)?;
-        if key == TMP_DIR || key.starts_with(&format!("{TMP_DIR}/")) {
+        if key.split('/').any(is_temporary) {
             return Err(StoreError::InvalidKey(key.to_owned()));
         }
         Ok(self.root.join(key))
     }
+}
 
-    /// A fresh name in the temporary directory, which is created on first use.
-    fn temp_path(&self) -> io::Result<PathBuf> {
-        let dir = self.root.join(TMP_DIR);
-        fs::create_dir_all(&dir)?;
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        Ok(dir.join(format!("{}-{n}", std::process::id())))
-    }
+/// Whether a file or directory name is one of the temporary files' (or of their former
+/// directory, `.flatbucket-tmp`).
+fn is_temporary(name: &str) -> bool {
+    name.starts_with(TMP_PREFIX)
+}
 
-    /// Writes `data` to a fresh temporary file and returns its path.
-    fn write_temp(&self, data: &[u8]) -> io::Result<PathBuf> {
-        let tmp = self.temp_path()?;
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(data)?;
-        Ok(tmp)
-    }
+/// A fresh temporary name beside `path`.
+fn temp_path(path: &Path) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!("{TMP_PREFIX}-{}-{n}", std::process::id()))
+}
+
+/// Writes `data` to a fresh temporary file beside `path` (whose directory exists) and returns
+/// the temporary file's path.
+fn write_temp(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
+    let tmp = temp_path(path);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(data)?;
+    Ok(tmp)
 }
 
 fn io_error(key: &str) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -156,10 +172,9 @@ impl ObjectStore for LocalStore {
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let store = self.clone();
         blocking(key, move || {
             ensure_parent(&path)?;
-            let tmp = store.write_temp(&data)?;
+            let tmp = write_temp(&path, &data)?;
             fs::rename(&tmp, &path).inspect_err(|_| {
                 let _ = fs::remove_file(&tmp);
             })
@@ -169,7 +184,7 @@ impl ObjectStore for LocalStore {
 
     async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, StoreError> {
         let path = self.path(key)?;
-        let mut writer = TempWriter { tmp: self.temp_path().map_err(io_error(key))?, file: None };
+        let mut writer = TempWriter { tmp: temp_path(&path), file: None };
         let mut pending = Vec::new();
         let mut size = 0u64;
         let written: io::Result<()> = async {
@@ -181,7 +196,7 @@ impl ObjectStore for LocalStore {
                     writer = writer.write(std::mem::take(&mut pending)).await?;
                 }
             }
-            writer.write(std::mem::take(&mut pending)).await?.finish(path).await
+            writer.finish(pending, path).await
         }
         .await;
         written.map(|()| size).map_err(io_error(key))
@@ -189,13 +204,12 @@ impl ObjectStore for LocalStore {
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
         let path = self.path(key)?;
-        let store = self.clone();
         blocking(key, move || {
             if path.exists() {
                 return Ok(false);
             }
             ensure_parent(&path)?;
-            let tmp = store.write_temp(&data)?;
+            let tmp = write_temp(&path, &data)?;
             let linked = fs::hard_link(&tmp, &path);
             fs::remove_file(&tmp)?;
             match linked {
@@ -209,10 +223,9 @@ impl ObjectStore for LocalStore {
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
-        let store = self.clone();
         blocking(from, move || {
             ensure_parent(&dst)?;
-            let tmp = store.temp_path()?;
+            let tmp = temp_path(&dst);
             if fs::hard_link(&src, &tmp).is_err() {
                 fs::copy(&src, &tmp)?;
             }
@@ -267,7 +280,7 @@ impl ObjectStore for LocalStore {
         blocking(prefix, move || {
             let mut keys = Vec::new();
             walk_files(&root, &dir, &mut keys)?;
-            keys.retain(|k| k.starts_with(&prefix_owned) && !k.starts_with(TMP_DIR));
+            keys.retain(|k| k.starts_with(&prefix_owned) && !k.split('/').any(is_temporary));
             keys.sort();
             Ok(keys)
         })
@@ -342,11 +355,16 @@ mod tests {
         store.put("a/b", Bytes::from_static(b"x")).await.unwrap();
         store.put_if_absent("a/b", Bytes::from_static(b"y")).await.unwrap();
         store.copy("a/b", "c").await.unwrap();
-        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        let names = |sub: &str| -> Vec<String> {
+            let entries = fs::read_dir(dir.path().join(sub)).unwrap();
+            entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+        };
+        assert_eq!((names("a"), names("").len()), (vec!["b".to_owned()], 2), "a/b and c, nothing else");
         let untouched = tempfile::tempdir().unwrap();
         LocalStore::new(untouched.path()).unwrap();
         assert_eq!(fs::read_dir(untouched.path()).unwrap().count(), 0, "opening a store writes nothing");
         assert!(store.put("x", Bytes::new()).await.is_ok());
-        assert!(store.path(&format!("{TMP_DIR}/x")).is_err());
+        assert!(store.path(&format!("{TMP_PREFIX}/x")).is_err());
+        assert!(store.path(&format!("a/{TMP_PREFIX}-1-2")).is_err(), "no key names a temporary file");
     }
 }
