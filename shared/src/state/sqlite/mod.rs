@@ -60,6 +60,10 @@ impl SqliteState {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StateError::Backend(format!("{opening}: journal mode stayed {mode}, WAL is needed")));
         }
+        // In WAL mode NORMAL syncs at checkpoints, not at every commit: a killed process loses
+        // nothing committed, and a power cut at worst the last commits, never consistency. Each
+        // job log line is a commit, so FULL's fsync per commit cost publishes several fsyncs.
+        conn.pragma_update(None, "synchronous", "NORMAL").context(&opening)?;
         conn.pragma_update(None, "foreign_keys", true).context(&opening)?;
         migrate(&mut conn).map_err(|e| StateError::Backend(format!("{opening}: {e}")))?;
         Ok(Self { path: path.to_owned(), conn: Arc::new(Mutex::new(conn)), refs_cache: Arc::default() })
