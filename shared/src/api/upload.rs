@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::token::Scope;
 use crate::repo::{ObjectName, ObjectType};
+use crate::store::ObjectStore;
 
 /// Existence checks run at once for `missing_objects`.
 const HEAD_CONCURRENCY: usize = 32;
@@ -76,9 +78,26 @@ pub async fn upload(
     let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
     let store = app.upload_store(id);
     let mut sizes = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+    let mut batch = SmallParts::default();
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let key = upload_key(field.headers())?;
-        let data = field.map_err(|e| std::io::Error::other(e.to_string()));
+        // The part's first bytes, up to SMALL_PART: a part that ends within them joins the batch.
+        let mut head = BytesMut::new();
+        let mut overflow = None;
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if head.len() + chunk.len() > SMALL_PART {
+                overflow = Some(chunk);
+                break;
+            }
+            head.extend_from_slice(&chunk);
+        }
+        let Some(overflow) = overflow else {
+            sizes.push(head.len() as u64);
+            batch.add(&*store, key, head.freeze()).await?;
+            continue;
+        };
+        let read = stream::iter([Ok(head.freeze()), Ok(overflow)]);
+        let data = read.chain(field.map_err(|e| std::io::Error::other(e.to_string())));
         let size = store.put_stream(&key, Box::pin(data)).await.map_err(|e| match e {
             crate::store::StoreError::Io { source, .. } if source.get_ref().is_some() => {
                 ApiError::bad_request(format!("Broken multipart upload: {source}"))
@@ -87,8 +106,42 @@ pub async fn upload(
         })?;
         sizes.push(size);
     }
+    batch.flush(&*store).await?;
     tracing::info!(build_id = id, parts = sizes.len(), bytes = sizes.iter().sum::<u64>(), "stored multipart upload");
     Ok(Json(sizes))
+}
+
+/// Parts up to this size are gathered and written together; larger ones are streamed to their
+/// file as they arrive.
+const SMALL_PART: usize = 256 * 1024;
+/// Gathered parts are written once they hold this many bytes.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// Small parts waiting to be written with one [`ObjectStore::put_many`]: most of an app's
+/// objects are small, and one write per object cost a trip to a blocking thread each.
+#[derive(Default)]
+struct SmallParts {
+    parts: Vec<(String, Bytes)>,
+    bytes: usize,
+}
+
+impl SmallParts {
+    async fn add(&mut self, store: &dyn ObjectStore, key: String, data: Bytes) -> Result<(), ApiError> {
+        self.bytes += data.len();
+        self.parts.push((key, data));
+        if self.bytes >= BATCH_BYTES {
+            self.flush(store).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, store: &dyn ObjectStore) -> Result<(), ApiError> {
+        self.bytes = 0;
+        match self.parts.is_empty() {
+            true => Ok(()),
+            false => Ok(store.put_many(std::mem::take(&mut self.parts)).await?),
+        }
+    }
 }
 
 fn multipart_error(error: multer::Error) -> ApiError {

@@ -24,8 +24,19 @@ pub async fn run_all(store: &dyn ObjectStore) {
     large_objects_stream_intact(store).await;
     read_limited_refuses_oversized_objects(store).await;
     put_stream_writes_all_chunks(store).await;
+    put_many_writes_and_replaces_each_object(store).await;
     a_failed_put_stream_leaves_nothing(store).await;
     presigned_puts_take_exactly_the_declared_bytes(store).await;
+}
+
+pub async fn put_many_writes_and_replaces_each_object(store: &dyn ObjectStore) {
+    store.put("pm/b", Bytes::from_static(b"old")).await.unwrap();
+    let objects = vec![("pm/a".to_owned(), Bytes::from_static(b"first")), ("pm/b".to_owned(), Bytes::new())];
+    store.put_many(objects).await.unwrap();
+    assert_eq!(read_limited(store, "pm/a", 100).await.unwrap(), b"first");
+    assert_eq!(store.head("pm/b").await.unwrap(), Some(0), "replaced by the empty object");
+    assert!(store.put_many(vec![("pm/../x".to_owned(), Bytes::new())]).await.is_err());
+    store.put_many(Vec::new()).await.unwrap();
 }
 
 pub async fn put_stream_writes_all_chunks(store: &dyn ObjectStore) {

@@ -46,6 +46,10 @@ impl ObjectStore for Layered {
         self.top.put_stream(key, data).await
     }
 
+    async fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        self.top.put_many(objects).await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
         if self.bottom.head(key).await?.is_some() {
             return Ok(false);

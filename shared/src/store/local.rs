@@ -117,6 +117,15 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{TMP_PREFIX}-{}-{n}", std::process::id()))
 }
 
+/// Writes or replaces the file at `path` through a temporary file beside it.
+fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    ensure_parent(path)?;
+    let tmp = write_temp(path, data)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
 /// Writes `data` to a fresh temporary file beside `path` (whose directory exists) and returns
 /// the temporary file's path.
 fn write_temp(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
@@ -172,12 +181,17 @@ impl ObjectStore for LocalStore {
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        blocking(key, move || {
-            ensure_parent(&path)?;
-            let tmp = write_temp(&path, &data)?;
-            fs::rename(&tmp, &path).inspect_err(|_| {
-                let _ = fs::remove_file(&tmp);
-            })
+        blocking(key, move || replace(&path, &data)).await
+    }
+
+    async fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        let paths = objects.iter().map(|(key, _)| self.path(key)).collect::<Result<Vec<_>, _>>()?;
+        let first = objects.first().map_or_else(String::new, |(key, _)| key.clone());
+        blocking(&first, move || {
+            for (path, (key, data)) in paths.iter().zip(&objects) {
+                replace(path, data).map_err(|e| io::Error::new(e.kind(), format!("{key}: {e}")))?;
+            }
+            Ok(())
         })
         .await
     }

@@ -74,6 +74,15 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// once the stream has ended without error.
     async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64, StoreError>;
 
+    /// Writes or replaces several small objects, each as [`ObjectStore::put`] would; a backend may
+    /// do it in one operation (a directory: one trip to a blocking thread for all of them).
+    async fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        for (key, data) in objects {
+            self.put(&key, data).await?;
+        }
+        Ok(())
+    }
+
     /// Writes an object unless one exists already; returns whether this call wrote it.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError>;
 

@@ -46,6 +46,11 @@ impl ObjectStore for Prefixed {
         self.inner.put_stream(&self.full(key)?, data).await
     }
 
+    async fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        let objects = objects.into_iter().map(|(key, data)| Ok((self.full(&key)?, data))).collect::<Result<_, _>>()?;
+        self.inner.put_many(objects).await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
         self.inner.put_if_absent(&self.full(key)?, data).await
     }
