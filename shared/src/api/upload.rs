@@ -1,6 +1,7 @@
-//! Upload routes: which objects a build still needs, and the multipart upload itself. Each part
-//! is streamed to a temporary file and renamed into place, so memory stays flat whatever the part
-//! size, and every part is answered with its stored size — none is ever dropped silently.
+//! Upload routes: which objects a build still needs, and the multipart upload itself. Small parts
+//! are gathered and written together; a large one is streamed to a temporary file and renamed into
+//! place, so memory stays bounded whatever the part size. Every part is answered with its stored
+//! size — none is ever dropped silently.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
