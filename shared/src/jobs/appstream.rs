@@ -48,6 +48,11 @@ const MAX_DATA_JSON: u64 = 4 * 1024 * 1024;
 /// Ref records by name.
 pub(super) type Records = BTreeMap<String, RefRecord>;
 
+/// `records` keyed by name, to collect into [`Records`] or extend them with.
+pub(super) fn by_name(records: impl IntoIterator<Item = RefRecord>) -> impl Iterator<Item = (String, RefRecord)> {
+    records.into_iter().map(|r| (r.name.clone(), r))
+}
+
 /// Where the commit job leaves the appstream data of the build commit `commit` for publish.
 fn data_key(commit: &Checksum) -> String {
     format!(".flatbucket/appstream/{commit}.json")
@@ -107,10 +112,10 @@ pub(super) async fn build_repo_branches(
     let (store, view) = (ctx.app.build_store(build.id), ctx.app.build_view(build.id, repo));
     let tips = list_refs(&*store).await?;
     let arches: BTreeSet<String> = records.iter().filter_map(app_arch).collect();
-    let by_name: Records = records.iter().map(|r| (r.name.clone(), r.clone())).collect();
+    let named: Records = by_name(records.iter().cloned()).collect();
     let branches = Branches { store: &*store, signer: ctx.app.build_signer.as_deref(), collection_id: None };
-    let made = branches.update(ctx, &by_name, &arches, &tips).await?;
-    check_out(&*store, &*view, &by_name, &arches, records).await?;
+    let made = branches.update(ctx, &named, &arches, &tips).await?;
+    check_out(&*store, &*view, &named, &arches, records).await?;
     Ok(made)
 }
 
@@ -141,7 +146,7 @@ pub(super) async fn publish_branches(
     // writing its ref finds it unchanged and must still write the ref.
     ctx.app.state.put_repo_refs(&repo.name, &made).await?;
     write_refs(&*repo.store, &made).await?;
-    records.extend(made.into_iter().map(|r| (r.name.clone(), r)));
+    records.extend(by_name(made));
     Ok(records.into_values().collect())
 }
 
@@ -378,7 +383,7 @@ mod tests {
             record("app/org.example.New/x86_64/stable", Some("new")),
             record("runtime/org.example.Platform/x86_64/stable", None),
         ];
-        let records: Records = records.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let records: Records = by_name(records).collect();
         let components: Vec<&str> = arch_data(&records, "x86_64").iter().map(|d| d.components.as_str()).collect();
         assert_eq!(components, ["new", "old-i386"]);
         let components: Vec<&str> = arch_data(&records, "i386").iter().map(|d| d.components.as_str()).collect();

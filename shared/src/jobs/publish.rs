@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-use super::appstream::{self, Records};
+use super::appstream::{self, by_name, Records};
 use super::lease::with_publish_lease;
 use super::{now, uploaded_deltas, JobContext};
 use crate::app::Repo;
@@ -52,8 +52,7 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
         return finish(ctx, build, repo, &published_records(ctx, build, repo).await?).await;
     }
     appstream::extract_screenshots(ctx, build, repo).await?;
-    let mut records: Records =
-        app.state.repo_refs(&repo.name).await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+    let mut records: Records = by_name(app.state.repo_refs(&repo.name).await?).collect();
     let mut published = Vec::new();
     for (name, commit) in list_refs(&*app.build_store(build.id)).await? {
         if name.parse::<FlatpakRef>().is_err() {
@@ -73,7 +72,7 @@ async fn publish_under_lease(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -
     }
     app.state.put_repo_refs(&repo.name, &published).await?;
     write_refs(&*repo.store, &published).await?;
-    records.extend(published.iter().map(|r| (r.name.clone(), r.clone())));
+    records.extend(by_name(published.iter().cloned()));
     let records = appstream::publish_branches(ctx, repo, records, &published).await?;
     let deltas = read_listings(&*repo.store).await?;
     let mut files = build_summaries(&*repo.store, &records, &repo.settings, &deltas, now()).await?;
