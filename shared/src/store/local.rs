@@ -187,13 +187,11 @@ impl ObjectStore for LocalStore {
     async fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
         let paths = objects.iter().map(|(key, _)| self.path(key)).collect::<Result<Vec<_>, _>>()?;
         let first = objects.first().map_or_else(String::new, |(key, _)| key.clone());
-        blocking(&first, move || {
-            for (path, (key, data)) in paths.iter().zip(&objects) {
-                replace(path, data).map_err(|e| io::Error::new(e.kind(), format!("{key}: {e}")))?;
-            }
-            Ok(())
-        })
-        .await
+        // A write error names the object whose write failed.
+        let written = tokio::task::spawn_blocking(move || {
+            paths.iter().zip(&objects).try_for_each(|(path, (key, data))| replace(path, data).map_err(io_error(key)))
+        });
+        written.await.map_err(|e| StoreError::Io { key: first, source: io::Error::other(e) })?
     }
 
     async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, StoreError> {

@@ -223,7 +223,7 @@ pub(super) fn ref_map_entries(summary: &[u8]) -> Option<Vec<Entry<'_>>> {
         let entry = map.get(start..end)?;
         let name_len = entry.iter().position(|b| *b == 0)?;
         entries.push((&entry[..name_len], start..end));
-        start = end.next_multiple_of(8);
+        start = padded_start(end);
     }
     Some(entries)
 }

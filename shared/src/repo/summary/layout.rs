@@ -33,14 +33,14 @@ impl Layout {
     /// Parses subsummary `bytes`; an entry with the same bytes as one of `known`'s is shared with
     /// it. Bytes that are not a well-formed summary are all tail.
     pub fn parse(bytes: &[u8], known: Option<&Layout>) -> Self {
-        // Entries must be where framing puts them, with zeros between them, for the layout to
-        // give back these bytes.
+        // Entries start where framing puts them; the padding between them must be zeros for the
+        // layout to give back these bytes.
         let framed = |ranges: &Vec<(&[u8], std::ops::Range<usize>)>| {
             let mut end = 0;
             ranges.iter().all(|(_, range)| {
-                let gap = &bytes[end..range.start];
+                let padding = &bytes[end..range.start];
                 end = range.end;
-                gap.len() < ENTRY_ALIGN && gap.iter().all(|b| *b == 0)
+                padding.iter().all(|b| *b == 0)
             })
         };
         let Some(ranges) = ref_map_entries(bytes).filter(framed) else {
