@@ -7,6 +7,7 @@ use std::process::ExitCode;
 const MAX_BLOCKING_THREADS: usize = 64;
 
 fn main() -> ExitCode {
+    flatbucket_cli::allocator::tune();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(MAX_BLOCKING_THREADS).build();
     match runtime {

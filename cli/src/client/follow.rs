@@ -1,9 +1,10 @@
 //! Following a job to its end (reference §4.2): poll its URL with the byte offset of the log seen
 //! so far, print new log lines prefixed `| `, announce the start and the outcome. Unlike
-//! flat-manager's clients, which sleep at least a second, the poll interval starts at 20 ms and
-//! doubles while the log does not grow, up to a second, so short jobs end without a wait.
+//! flat-manager's clients, which sleep at least a second, the poll interval is 20 ms for the first
+//! two seconds, so a short job's end is seen within 20 ms, and then doubles while the log does not
+//! grow, up to a second.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flatbucket::domain::job::{Job, JobStatus};
 
@@ -12,6 +13,8 @@ use super::error::ClientError;
 use super::output::JobReport;
 
 const FIRST_INTERVAL: Duration = Duration::from_millis(20);
+/// How long polling stays at [`FIRST_INTERVAL`] whatever the log does: most jobs end within it.
+const QUICK_PERIOD: Duration = Duration::from_secs(2);
 const MAX_INTERVAL: Duration = Duration::from_secs(1);
 /// Consecutive unexpected (non-retryable) answers tolerated while following.
 const TOLERATED_ERRORS: u32 = 5;
@@ -28,9 +31,11 @@ impl Default for PollInterval {
 }
 
 impl PollInterval {
-    /// The sleep before the next poll: short again after progress, longer after none.
-    pub fn next(&mut self, progressed: bool) -> Duration {
-        self.0 = if progressed { FIRST_INTERVAL } else { (self.0 * 2).min(MAX_INTERVAL) };
+    /// The sleep before the next poll, `following_for` after the first: short during the quick
+    /// period and after progress, longer after none.
+    pub fn next(&mut self, progressed: bool, following_for: Duration) -> Duration {
+        let quick = progressed || following_for < QUICK_PERIOD;
+        self.0 = if quick { FIRST_INTERVAL } else { (self.0 * 2).min(MAX_INTERVAL) };
         self.0
     }
 }
@@ -98,6 +103,7 @@ impl LogTracker {
 pub async fn follow_job(api: &Api, url: &str) -> Result<JobReport, ClientError> {
     let mut tracker = LogTracker::default();
     let mut interval = PollInterval::default();
+    let started = Instant::now();
     let mut errors = 0;
     loop {
         let mut job = match api.get_job(url, tracker.offset()).await {
@@ -119,7 +125,7 @@ pub async fn follow_job(api: &Api, url: &str) -> Result<JobReport, ClientError> 
             job.log = tracker.into_log();
             return finish(job, url);
         }
-        tokio::time::sleep(interval.next(grew)).await;
+        tokio::time::sleep(interval.next(grew, started.elapsed())).await;
     }
 }
 
@@ -155,11 +161,15 @@ mod tests {
     }
 
     #[test]
-    fn interval_starts_at_twenty_ms_and_grows_to_a_second() {
+    fn interval_is_twenty_ms_for_two_seconds_then_grows_to_a_second() {
         let mut interval = PollInterval::default();
-        let idle: Vec<u128> = (0..8).map(|_| interval.next(false).as_millis()).collect();
+        let quick: Vec<u128> =
+            (0..20).map(|i| interval.next(false, Duration::from_millis(i * 99)).as_millis()).collect();
+        assert!(quick.iter().all(|ms| *ms == 20), "{quick:?}");
+        let later = Duration::from_secs(3);
+        let idle: Vec<u128> = (0..8).map(|_| interval.next(false, later).as_millis()).collect();
         assert_eq!(idle, [40, 80, 160, 320, 640, 1000, 1000, 1000]);
-        assert_eq!(interval.next(true), Duration::from_millis(20));
+        assert_eq!(interval.next(true, later), Duration::from_millis(20), "progress makes it short again");
     }
 
     #[test]

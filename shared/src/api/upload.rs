@@ -20,9 +20,6 @@ use crate::domain::token::Scope;
 use crate::repo::{ObjectName, ObjectType};
 use crate::store::ObjectStore;
 
-/// Existence checks run at once for `missing_objects`.
-const HEAD_CONCURRENCY: usize = 32;
-
 #[derive(Debug, Deserialize)]
 pub struct Wanted {
     wanted: Vec<String>,
@@ -50,18 +47,10 @@ pub async fn missing_objects(
             name.parse::<ObjectName>().map_err(|_| ApiError::bad_request(format!("Invalid object name {name}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let view = app.upload_view(id, repo);
     let keys: Vec<String> = names.iter().map(ObjectName::key).collect();
-    let present: Vec<bool> = stream::iter(keys)
-        .map(|key| {
-            let view = view.clone();
-            async move { view.head(&key).await.map(|size| size.is_some()) }
-        })
-        .buffered(HEAD_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let present = app.upload_view(id, repo).head_many(&keys).await?;
     let missing =
-        request.wanted.into_iter().zip(present).filter(|(_, present)| !present).map(|(name, _)| name).collect();
+        request.wanted.into_iter().zip(present).filter(|(_, size)| size.is_none()).map(|(name, _)| name).collect();
     Ok(Json(Missing { missing }))
 }
 

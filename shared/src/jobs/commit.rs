@@ -85,13 +85,11 @@ fn eol_rebase(refs: &[crate::domain::build::BuildRef], new_id: Option<&str>) -> 
 /// server-side copies), keeping copies an interrupted run made. Returns their names.
 async fn take_uploads(ctx: &JobContext<'_>, build: &Build, repo: &Repo) -> anyhow::Result<BTreeSet<ObjectName>> {
     let uploads = ctx.app.upload_store(build.id);
-    let mut names = Vec::new();
-    for key in uploads.list("objects/").await? {
-        let Ok(name) = ObjectName::from_key(&key) else { continue };
-        if repo.store.head(&key).await?.is_none() {
-            names.push(name);
-        }
-    }
+    let uploaded: Vec<ObjectName> =
+        uploads.list("objects/").await?.iter().filter_map(|key| ObjectName::from_key(key).ok()).collect();
+    let in_repo = repo.store.head_many(&uploaded.iter().map(ObjectName::key).collect::<Vec<_>>()).await?;
+    let names: Vec<ObjectName> =
+        uploaded.into_iter().zip(in_repo).filter(|(_, size)| size.is_none()).map(|(name, _)| name).collect();
     let copied = copy_objects(&*uploads, &*ctx.app.build_store(build.id), &names).await?;
     ctx.log(format!("Took {} uploaded objects into the build repository ({copied} copied now)", names.len())).await;
     Ok(names.into_iter().collect())
@@ -103,14 +101,10 @@ async fn discard_unneeded(
     build: &Build,
     unneeded: impl Iterator<Item = &ObjectName>,
 ) -> anyhow::Result<()> {
-    let store = ctx.app.build_store(build.id);
-    let mut discarded = 0;
-    for name in unneeded {
-        store.delete(&name.key()).await?;
-        discarded += 1;
-    }
-    if discarded > 0 {
-        ctx.log(format!("Discarded {discarded} uploaded objects no ref uses")).await;
+    let keys: Vec<String> = unneeded.map(ObjectName::key).collect();
+    ctx.app.build_store(build.id).delete_many(&keys).await?;
+    if !keys.is_empty() {
+        ctx.log(format!("Discarded {} uploaded objects no ref uses", keys.len())).await;
     }
     Ok(())
 }

@@ -53,19 +53,18 @@ pub async fn copy_objects(
     let mut copied = 0;
     for kind in [ObjectType::File, ObjectType::DirMeta, ObjectType::DirTree, ObjectType::CommitMeta, ObjectType::Commit]
     {
-        let batch: Vec<ObjectName> = names.iter().filter(|n| n.kind == kind).copied().collect();
-        copied += stream::iter(batch)
-            .map(|name| async move { copy_object(src, dst, &name).await })
+        let keys: Vec<String> = names.iter().filter(|n| n.kind == kind).map(ObjectName::key).collect();
+        let present = dst.head_many(&keys).await?;
+        let missing: Vec<String> =
+            keys.into_iter().zip(present).filter(|(_, size)| size.is_none()).map(|(k, _)| k).collect();
+        copied += missing.len();
+        stream::iter(missing)
+            .map(|key| async move { copy_absent(src, &key, dst, &key).await })
             .buffer_unordered(COPY_CONCURRENCY)
-            .try_fold(0, |n, wrote| async move { Ok(n + usize::from(wrote)) })
+            .try_collect::<()>()
             .await?;
     }
     Ok(copied)
-}
-
-async fn copy_object(src: &dyn ObjectStore, dst: &dyn ObjectStore, name: &ObjectName) -> Result<bool, StoreError> {
-    let key = name.key();
-    copy_file(src, &key, dst, &key).await
 }
 
 /// Copies the immutable file `from` of `src` to `to` in `dst` unless `dst` has it; returns whether
@@ -74,14 +73,20 @@ pub async fn copy_file(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore,
     if dst.head(to).await?.is_some() {
         return Ok(false);
     }
-    // A hard link or a server-side copy when the stores allow it.
+    copy_absent(src, from, dst, to).await?;
+    Ok(true)
+}
+
+/// Copies the immutable file `from` of `src` to `to` in `dst`, which lacks it: a hard link or a
+/// server-side copy when the stores allow it, else the bytes.
+async fn copy_absent(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore, to: &str) -> Result<(), StoreError> {
     if let Some(location) = src.locate(from).await? {
         if dst.copy_located(&location, to).await? {
-            return Ok(true);
+            return Ok(());
         }
     }
     let data = read_limited(src, from, u64::MAX - 1).await?;
-    dst.put_if_absent(to, Bytes::from(data)).await
+    dst.put_if_absent(to, Bytes::from(data)).await.map(drop)
 }
 
 /// Writes `config` and makes sure the repository layout ostree expects exists.

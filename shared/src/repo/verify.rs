@@ -49,10 +49,15 @@ pub async fn verify_commit(
 ) -> Result<Verified, StoreError> {
     let mut closure = walk_closure(&*store, commit).await?;
     let files: Vec<(Checksum, u32)> = closure.files.iter().map(|(c, n)| (*c, *n)).collect();
-    let results: Vec<_> = stream::iter(files)
-        .map(|(checksum, uses)| {
+    // Which files the trusted store has, and their sizes, asked all at once.
+    let in_trusted = match &trusted {
+        Some(trusted) => trusted.head_many(&files.iter().map(|(c, _)| file_key(*c)).collect::<Vec<_>>()).await?,
+        None => vec![None; files.len()],
+    };
+    let results: Vec<_> = stream::iter(files.into_iter().zip(in_trusted))
+        .map(|((checksum, uses), trusted_size)| {
             let (store, trusted) = (store.clone(), trusted.clone());
-            async move { (checksum, uses, check_file(store, trusted.as_deref(), checksum).await) }
+            async move { (checksum, uses, check_file(store, trusted.as_deref().zip(trusted_size), checksum).await) }
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -75,26 +80,12 @@ pub async fn verify_commit(
     Ok(Verified { closure, sizes, content_bytes, stored_bytes })
 }
 
-/// A trusted copy if there is one, else full verification.
-async fn check_file(
-    store: Arc<dyn ObjectStore>,
-    trusted: Option<&dyn ObjectStore>,
-    checksum: Checksum,
-) -> Result<Result<FileSummary, ProblemKind>, StoreError> {
-    if let Some(trusted) = trusted {
-        if let Some(file) = read_trusted(trusted, checksum).await? {
-            return Ok(Ok(file));
-        }
-    }
-    verify_file(store, checksum).await
-}
-
 /// Streams one `.filez` through the checksum on a blocking thread.
 async fn verify_file(
     store: Arc<dyn ObjectStore>,
     checksum: Checksum,
 ) -> Result<Result<FileSummary, ProblemKind>, StoreError> {
-    let key = ObjectName::new(checksum, ObjectType::File).key();
+    let key = file_key(checksum);
     match read_object(&*store, &key, checksum_filez).await? {
         None => Ok(Err(ProblemKind::Missing)),
         Some(Ok(file)) if file.checksum != checksum => Ok(Err(ProblemKind::ChecksumMismatch { actual: file.checksum })),
@@ -104,16 +95,39 @@ async fn verify_file(
     }
 }
 
-/// The header of an object a trusted store (the repository, whose objects were verified when
-/// they were committed) already has, read without inflating the content; `None` if it lacks it.
-async fn read_trusted(trusted: &dyn ObjectStore, checksum: Checksum) -> Result<Option<FileSummary>, StoreError> {
-    let key = ObjectName::new(checksum, ObjectType::File).key();
-    let Some(stored_size) = trusted.head(&key).await? else { return Ok(None) };
+/// The trusted copy if there is one (the trusted store and the copy's size), else full
+/// verification.
+async fn check_file(
+    store: Arc<dyn ObjectStore>,
+    trusted: Option<(&dyn ObjectStore, u64)>,
+    checksum: Checksum,
+) -> Result<Result<FileSummary, ProblemKind>, StoreError> {
+    if let Some((trusted, stored_size)) = trusted {
+        if let Some(file) = read_trusted(trusted, checksum, stored_size).await? {
+            return Ok(Ok(file));
+        }
+    }
+    verify_file(store, checksum).await
+}
+
+/// The header of an object of `stored_size` bytes a trusted store (the repository, whose objects
+/// were verified when they were committed) has, read without inflating the content; `None` if it
+/// is gone since its size was read.
+async fn read_trusted(
+    trusted: &dyn ObjectStore,
+    checksum: Checksum,
+    stored_size: u64,
+) -> Result<Option<FileSummary>, StoreError> {
+    let key = file_key(checksum);
     match read_object(trusted, &key, read_filez_header).await? {
         Some(Ok(header)) => Ok(Some(FileSummary { checksum, header, stored_size })),
         Some(Err(e)) => Err(StoreError::Io { key, source: std::io::Error::other(e.to_string()) }),
         None => Ok(None),
     }
+}
+
+fn file_key(checksum: Checksum) -> String {
+    ObjectName::new(checksum, ObjectType::File).key()
 }
 
 /// Runs `read` over an object on a blocking thread: straight from the file when the store is a

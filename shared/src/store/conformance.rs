@@ -25,6 +25,7 @@ pub async fn run_all(store: &dyn ObjectStore) {
     read_limited_refuses_oversized_objects(store).await;
     put_stream_writes_all_chunks(store).await;
     put_many_writes_and_replaces_each_object(store).await;
+    head_many_and_delete_many_act_on_each_object(store).await;
     a_failed_put_stream_leaves_nothing(store).await;
     presigned_puts_take_exactly_the_declared_bytes(store).await;
 }
@@ -37,6 +38,19 @@ pub async fn put_many_writes_and_replaces_each_object(store: &dyn ObjectStore) {
     assert_eq!(store.head("pm/b").await.unwrap(), Some(0), "replaced by the empty object");
     assert!(store.put_many(vec![("pm/../x".to_owned(), Bytes::new())]).await.is_err());
     store.put_many(Vec::new()).await.unwrap();
+}
+
+pub async fn head_many_and_delete_many_act_on_each_object(store: &dyn ObjectStore) {
+    store.put("hm/a", Bytes::from_static(b"four")).await.unwrap();
+    store.put("hm/c", Bytes::new()).await.unwrap();
+    let keys: Vec<String> = ["hm/a", "hm/b", "hm/c"].map(str::to_owned).into();
+    assert_eq!(store.head_many(&keys).await.unwrap(), vec![Some(4), None, Some(0)], "sizes in order");
+    store.delete_many(&keys).await.unwrap();
+    assert_eq!(store.head_many(&keys).await.unwrap(), vec![None, None, None], "all gone, the missing one too");
+    assert!(store.head_many(&["hm/../x".to_owned()]).await.is_err());
+    assert!(store.delete_many(&["hm/../x".to_owned()]).await.is_err());
+    assert_eq!(store.head_many(&[]).await.unwrap(), Vec::<Option<u64>>::new());
+    store.delete_many(&[]).await.unwrap();
 }
 
 pub async fn put_stream_writes_all_chunks(store: &dyn ObjectStore) {

@@ -38,6 +38,16 @@ impl ObjectStore for Layered {
         }
     }
 
+    async fn head_many(&self, keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        let mut sizes = self.top.head_many(keys).await?;
+        let (missing, below): (Vec<usize>, Vec<String>) =
+            sizes.iter().enumerate().filter(|(_, size)| size.is_none()).map(|(i, _)| (i, keys[i].clone())).unzip();
+        for (i, size) in missing.into_iter().zip(self.bottom.head_many(&below).await?) {
+            sizes[i] = size;
+        }
+        Ok(sizes)
+    }
+
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         self.top.put(key, data).await
     }
@@ -63,6 +73,10 @@ impl ObjectStore for Layered {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.top.delete(key).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.top.delete_many(keys).await
     }
 
     async fn locate(&self, key: &str) -> Result<Option<Location>, StoreError> {
@@ -116,6 +130,10 @@ mod tests {
         assert_eq!(top.head("objects/bb/y").await.unwrap(), Some(3));
         assert_eq!(bottom.head("objects/bb/y").await.unwrap(), None);
         assert_eq!(layered.list("objects/").await.unwrap(), ["objects/aa/x", "objects/bb/y"]);
+        let keys: Vec<String> = ["objects/bb/y", "objects/cc/z", "objects/aa/x"].map(str::to_owned).into();
+        assert_eq!(layered.head_many(&keys).await.unwrap(), [Some(3), None, Some(4)], "each from its layer, in order");
+        layered.delete_many(&keys).await.unwrap();
+        assert_eq!(layered.head_many(&keys).await.unwrap(), [None, None, Some(4)], "deletes stay on top");
     }
 
     #[tokio::test]

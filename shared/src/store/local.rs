@@ -103,6 +103,38 @@ impl LocalStore {
         }
         Ok(self.root.join(key))
     }
+
+    /// Runs `op` on each key's path in order (with the key's index), all on one blocking thread:
+    /// one hop for a whole batch. The first failure stops it, named by its key.
+    async fn for_each_path<T, F>(&self, keys: Vec<String>, op: F) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(usize, &Path) -> io::Result<T> + Send + 'static,
+    {
+        let paths = keys.iter().map(|key| self.path(key)).collect::<Result<Vec<_>, _>>()?;
+        let task = tokio::task::spawn_blocking(move || {
+            paths.iter().enumerate().map(|(i, path)| op(i, path).map_err(io_error(&keys[i]))).collect()
+        });
+        task.await.map_err(|e| StoreError::Io { key: String::new(), source: io::Error::other(e) })?
+    }
+}
+
+/// The size of the file at `path`; `None` when there is none (or a directory is there).
+fn file_size(path: &Path) -> io::Result<Option<u64>> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the file at `path`; a missing one is no error.
+fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Whether a file or directory name is one of the temporary files' (or of their former
@@ -170,13 +202,11 @@ impl ObjectStore for LocalStore {
 
     async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let path = self.path(key)?;
-        blocking(key, move || match fs::metadata(path) {
-            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        })
-        .await
+        blocking(key, move || file_size(&path)).await
+    }
+
+    async fn head_many(&self, keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.for_each_path(keys.to_vec(), |_, path| file_size(path)).await
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
@@ -185,13 +215,8 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
-        let paths = objects.iter().map(|(key, _)| self.path(key)).collect::<Result<Vec<_>, _>>()?;
-        let first = objects.first().map_or_else(String::new, |(key, _)| key.clone());
-        // A write error names the object whose write failed.
-        let written = tokio::task::spawn_blocking(move || {
-            paths.iter().zip(&objects).try_for_each(|(path, (key, data))| replace(path, data).map_err(io_error(key)))
-        });
-        written.await.map_err(|e| StoreError::Io { key: first, source: io::Error::other(e) })?
+        let (keys, data): (Vec<String>, Vec<Bytes>) = objects.into_iter().unzip();
+        self.for_each_path(keys, move |i, path| replace(path, &data[i])).await.map(drop)
     }
 
     async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, StoreError> {
@@ -250,11 +275,11 @@ impl ObjectStore for LocalStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        blocking(key, move || match fs::remove_file(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        })
-        .await
+        blocking(key, move || remove(&path)).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.for_each_path(keys.to_vec(), |_, path| remove(path)).await.map(drop)
     }
 
     async fn locate(&self, key: &str) -> Result<Option<Location>, StoreError> {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use layered::Layered;
@@ -23,6 +24,10 @@ pub use local::LocalStore;
 pub use prefixed::Prefixed;
 #[cfg(feature = "aws")]
 pub use s3::{s3_client, PutPolicy, S3Store};
+
+/// Requests in flight at once in the default [`ObjectStore::head_many`] and
+/// [`ObjectStore::delete_many`] (a bucket answers each on its own).
+const MANY_CONCURRENCY: usize = 32;
 
 /// A streaming read of one object.
 pub type ObjectReader = Pin<Box<dyn AsyncRead + Send>>;
@@ -67,6 +72,14 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// The object's size, or `None` when it does not exist.
     async fn head(&self, key: &str) -> Result<Option<u64>, StoreError>;
 
+    /// The sizes of several objects, in order, as [`ObjectStore::head`] gives each; a backend may
+    /// check them in one operation (a directory: one trip to a blocking thread for all of them).
+    async fn head_many(&self, keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        // Owned keys: futures borrowing the slice's items trip async_trait's lifetimes.
+        let heads = stream::iter(keys.to_vec()).map(|key| async move { self.head(&key).await });
+        heads.buffered(MANY_CONCURRENCY).try_collect().await
+    }
+
     /// Writes or replaces an object.
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
 
@@ -91,6 +104,13 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes several objects, as [`ObjectStore::delete`] each; a backend may do it in one
+    /// operation.
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        let deletes = stream::iter(keys.to_vec()).map(|key| async move { self.delete(&key).await });
+        deletes.buffer_unordered(MANY_CONCURRENCY).try_collect().await
+    }
 
     /// Every key that starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
@@ -151,10 +171,7 @@ pub async fn read_limited(store: &dyn ObjectStore, key: &str, limit: u64) -> Res
 
 /// Deletes every object whose key starts with `prefix`.
 pub async fn delete_all(store: &dyn ObjectStore, prefix: &str) -> Result<(), StoreError> {
-    for key in store.list(prefix).await? {
-        store.delete(&key).await?;
-    }
-    Ok(())
+    store.delete_many(&store.list(prefix).await?).await
 }
 
 /// Keys are relative `/`-separated paths: no empty, `.` or `..` components, no NUL or backslash.

@@ -26,6 +26,10 @@ impl Prefixed {
         validate_key(key)?;
         Ok(format!("{}{key}", self.prefix))
     }
+
+    fn full_keys(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        keys.iter().map(|key| self.full(key)).collect()
+    }
 }
 
 #[async_trait]
@@ -51,6 +55,10 @@ impl ObjectStore for Prefixed {
         self.inner.put_many(objects).await
     }
 
+    async fn head_many(&self, keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.inner.head_many(&self.full_keys(keys)?).await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
         self.inner.put_if_absent(&self.full(key)?, data).await
     }
@@ -61,6 +69,10 @@ impl ObjectStore for Prefixed {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(&self.full(key)?).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.delete_many(&self.full_keys(keys)?).await
     }
 
     async fn locate(&self, key: &str) -> Result<Option<Location>, StoreError> {
