@@ -10,7 +10,7 @@ use flatbucket_tests::fixture;
 use flatbucket_tests::flat_manager::{Binaries, FlatManager};
 use flatbucket_tests::tools::{run, HttpServer, Isolated};
 
-use crate::{path_str, seconds, timed, Inputs, Phase, Results, Samples, Workload, MIB, REPO};
+use crate::{path_str, seconds, timed, Inputs, Leftovers, Phase, Results, Samples, Workload, MIB, REPO};
 
 /// Longest wait for the big app's from-scratch delta (about a minute on 2 cores).
 const DELTA_TIMEOUT: Duration = Duration::from_secs(600);
@@ -18,12 +18,14 @@ const DELTA_TIMEOUT: Duration = Duration::from_secs(600);
 /// One run: the big app phase by phase on one server, end to end on a second, the small app on a
 /// third, the small app during the big app's delta generation on a fourth; then the big app is
 /// pulled from the first.
-pub fn bench(binaries: &Binaries, inputs: &Inputs, results: &mut Results) -> anyhow::Result<()> {
+pub fn bench(binaries: &Binaries, inputs: &Inputs, results: &mut Results, left: &mut Leftovers) -> anyhow::Result<()> {
     let server = phase_by_phase(binaries, inputs, results)?;
-    end_to_end(binaries, inputs, &mut results.ours)?;
-    small_end_to_end(binaries, inputs, &mut results.ours)?;
-    publish_during_delta(binaries, inputs, &mut results.ours)?;
-    serve(&server, results)
+    end_to_end(binaries, inputs, &mut results.ours)?.retire(left);
+    small_end_to_end(binaries, inputs, &mut results.ours)?.retire(left);
+    publish_during_delta(binaries, inputs, &mut results.ours)?.retire(left);
+    serve(&server, results, left)?;
+    server.retire(left);
+    Ok(())
 }
 
 /// A started `flat-manager` with a token for it.
@@ -44,6 +46,12 @@ impl Server {
         let token = manager.token("bench")?;
         let pid = manager.pid().context("the server is not running")?;
         Ok(Self { manager, token, pid })
+    }
+
+    /// Stops the server and leaves its directory to `leftovers`.
+    fn retire(self, leftovers: &mut Leftovers) {
+        let FlatManager { dir, .. } = self.manager;
+        leftovers.keep(dir);
     }
 
     /// Creates a build in [`REPO`] and returns its URL.
@@ -153,7 +161,7 @@ fn phase_by_phase(binaries: &Binaries, inputs: &Inputs, results: &mut Results) -
     Ok(server)
 }
 
-fn end_to_end(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples) -> anyhow::Result<()> {
+fn end_to_end(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples) -> anyhow::Result<Server> {
     let server = Server::start(binaries)?;
     for (workload, repo) in inputs.big() {
         let wall = server.push_all(repo)?;
@@ -161,10 +169,10 @@ fn end_to_end(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples) -> an
         eprintln!("  {workload:?}: end to end {}", seconds(wall));
         server.published(bigapp::APP_REF)?;
     }
-    Ok(())
+    Ok(server)
 }
 
-fn small_end_to_end(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples) -> anyhow::Result<()> {
+fn small_end_to_end(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples) -> anyhow::Result<Server> {
     let server = Server::start(binaries)?;
     samples.add(Workload::Small, Phase::StartRss, server.rss()?);
     server.reset_peak_rss()?;
@@ -175,13 +183,13 @@ fn small_end_to_end(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples)
     eprintln!("  Small: end to end {}, peak RSS {:.0} MiB", seconds(wall), peak_rss / MIB);
     server.published(fixture::APP_REF)?;
     server.published(fixture::RUNTIME_REF)?;
-    Ok(())
+    Ok(server)
 }
 
 /// The big app v1 published into a repository with static deltas for it, which queues its
 /// from-scratch delta on the server's worker; the small app pushed end to end at once, while that
 /// delta is generated; then the wait until the delta index is in the repository.
-fn publish_during_delta(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples) -> anyhow::Result<()> {
+fn publish_during_delta(binaries: &Binaries, inputs: &Inputs, samples: &mut Samples) -> anyhow::Result<Server> {
     let server = Server::start_with(binaries, |config| {
         config["repos"][REPO]["deltas"] = serde_json::json!([{"id": [bigapp::APP_ID], "depth": 1}]);
     })?;
@@ -210,18 +218,18 @@ fn publish_during_delta(binaries: &Binaries, inputs: &Inputs, samples: &mut Samp
         seconds(generation),
         peak_rss / MIB
     );
-    Ok(())
+    Ok(server)
 }
 
 /// `ostree pull --disable-static-deltas` of the big app from the server's `/repo/`, and from
 /// `python3 -m http.server` serving the same directory (the reference), with the server's peak RSS.
-fn serve(server: &Server, results: &mut Results) -> anyhow::Result<()> {
+fn serve(server: &Server, results: &mut Results, leftovers: &mut Leftovers) -> anyhow::Result<()> {
     let expected = server.published(bigapp::APP_REF)?;
     let python = HttpServer::serve(&server.repo())?;
-    let theirs = pull(&python.url(), &expected)?;
+    let theirs = pull(&python.url(), &expected, leftovers)?;
     results.ours.add(Workload::BigPull, Phase::StartRss, server.rss()?);
     server.reset_peak_rss()?;
-    let ours = pull(&format!("{}/repo/{REPO}/", server.manager.url()), &expected)?;
+    let ours = pull(&format!("{}/repo/{REPO}/", server.manager.url()), &expected, leftovers)?;
     let peak_rss = server.peak_rss()?;
     results.ours.add(Workload::BigPull, Phase::Pull, ours);
     results.ours.add(Workload::BigPull, Phase::PeakRss, peak_rss);
@@ -237,7 +245,7 @@ fn serve(server: &Server, results: &mut Results) -> anyhow::Result<()> {
 
 /// `ostree pull --disable-static-deltas` of the big app from `url` into a new archive repo,
 /// timed; the pulled commit must be `expected`.
-fn pull(url: &str, expected: &str) -> anyhow::Result<f64> {
+fn pull(url: &str, expected: &str, leftovers: &mut Leftovers) -> anyhow::Result<f64> {
     let iso = Isolated::new()?;
     let dest = tempfile::Builder::new().prefix("pulled-").tempdir().context("failed to create a pull repo")?;
     let flag = format!("--repo={}", dest.path().display());
@@ -248,5 +256,6 @@ fn pull(url: &str, expected: &str) -> anyhow::Result<f64> {
     let wall = timed(pull)?;
     let pulled = run(iso.ostree().args(["rev-parse", &flag, &format!("bench:{}", bigapp::APP_REF)]))?;
     ensure!(pulled.trim() == expected, "pulled {} from {url}, expected {expected}", pulled.trim());
+    leftovers.keep(dest);
     Ok(wall)
 }

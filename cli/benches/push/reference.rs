@@ -13,11 +13,11 @@ use flatbucket_tests::bigapp;
 use flatbucket_tests::fixture;
 use flatbucket_tests::tools::{run, Isolated};
 
-use crate::{seconds, timed, Inputs, Phase, Samples, Workload, COLLECTION_ID, DELTA_MIN_FALLBACK_MB};
+use crate::{seconds, timed, Inputs, Leftovers, Phase, Samples, Workload, COLLECTION_ID, DELTA_MIN_FALLBACK_MB};
 
 /// One run: the big app's versions into one main repo (with v1's from-scratch delta in between),
 /// the small app into another, each through a fresh build repo as flat-manager makes one per build.
-pub fn bench(work: &Path, inputs: &Inputs, samples: &mut Samples) -> anyhow::Result<()> {
+pub fn bench(work: &Path, inputs: &Inputs, samples: &mut Samples, leftovers: &mut Leftovers) -> anyhow::Result<()> {
     let iso = Isolated::new()?;
     let dir = tempfile::Builder::new().prefix("reference-").tempdir_in(work)?;
     let main = dir.path().join("main");
@@ -37,6 +37,7 @@ pub fn bench(work: &Path, inputs: &Inputs, samples: &mut Samples) -> anyhow::Res
     let build = dir.path().join("small-build");
     let times = replay_build(&iso, &inputs.small.repo, &build, &main, &[fixture::RUNTIME_REF, fixture::APP_REF])?;
     record_reference(samples, Workload::Small, times);
+    leftovers.keep(dir);
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 /// Blocking threads (file I/O, hashing): enough to keep both cores and the disk busy without the
 /// hundreds of idle threads, and their memory, that tokio's default of 512 allows.
-const MAX_BLOCKING_THREADS: usize = 64;
+const MAX_BLOCKING_THREADS: usize = 16;
 
 fn main() -> ExitCode {
     flatbucket_cli::allocator::tune();

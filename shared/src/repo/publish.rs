@@ -58,33 +58,48 @@ pub async fn copy_objects(
         let missing: Vec<String> =
             keys.into_iter().zip(present).filter(|(_, size)| size.is_none()).map(|(k, _)| k).collect();
         copied += missing.len();
-        stream::iter(missing)
-            .map(|key| async move { copy_absent(src, &key, dst, &key).await })
-            .buffer_unordered(COPY_CONCURRENCY)
-            .try_collect::<()>()
-            .await?;
+        copy_missing(src, dst, missing).await?;
     }
     Ok(copied)
 }
 
-/// Copies the immutable file `from` of `src` to `to` in `dst` unless `dst` has it; returns whether
-/// it did.
+/// Copies the objects `keys` of `src`, which `dst` lacks: hard links or server-side copies where
+/// the stores allow them, asked all at once, and the bytes of the rest.
+async fn copy_missing(src: &dyn ObjectStore, dst: &dyn ObjectStore, keys: Vec<String>) -> Result<(), StoreError> {
+    let located = src.locate_many(&keys).await?;
+    let (mut by_bytes, mut links) = (Vec::new(), Vec::new());
+    for (key, location) in keys.into_iter().zip(located) {
+        match location {
+            Some(location) => links.push((location, key)),
+            None => by_bytes.push(key),
+        }
+    }
+    let linked = dst.copy_located_many(&links).await?;
+    by_bytes.extend(links.into_iter().zip(linked).filter(|(_, done)| !done).map(|((_, key), _)| key));
+    stream::iter(by_bytes)
+        .map(|key| async move { copy_bytes(src, &key, dst, &key).await })
+        .buffer_unordered(COPY_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Copies the immutable file `from` of `src` to `to` in `dst` unless `dst` has it (by hard link or
+/// server-side copy where the stores allow it); returns whether it did.
 pub async fn copy_file(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore, to: &str) -> Result<bool, StoreError> {
     if dst.head(to).await?.is_some() {
         return Ok(false);
     }
-    copy_absent(src, from, dst, to).await?;
+    if let Some(location) = src.locate(from).await? {
+        if dst.copy_located(&location, to).await? {
+            return Ok(true);
+        }
+    }
+    copy_bytes(src, from, dst, to).await?;
     Ok(true)
 }
 
-/// Copies the immutable file `from` of `src` to `to` in `dst`, which lacks it: a hard link or a
-/// server-side copy when the stores allow it, else the bytes.
-async fn copy_absent(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore, to: &str) -> Result<(), StoreError> {
-    if let Some(location) = src.locate(from).await? {
-        if dst.copy_located(&location, to).await? {
-            return Ok(());
-        }
-    }
+/// Copies `from` of `src` to `to` in `dst` through our memory.
+async fn copy_bytes(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore, to: &str) -> Result<(), StoreError> {
     let data = read_limited(src, from, u64::MAX - 1).await?;
     dst.put_if_absent(to, Bytes::from(data)).await.map(drop)
 }

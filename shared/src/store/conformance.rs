@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::{read_limited, ObjectStore, PresignedPut, StoreError};
+use super::{read_limited, Location, ObjectStore, PresignedPut, StoreError};
 
 /// Runs every behaviour below against `store`.
 pub async fn run_all(store: &dyn ObjectStore) {
@@ -26,6 +26,7 @@ pub async fn run_all(store: &dyn ObjectStore) {
     put_stream_writes_all_chunks(store).await;
     put_many_writes_and_replaces_each_object(store).await;
     head_many_and_delete_many_act_on_each_object(store).await;
+    located_copies_many_match_single_ones(store).await;
     a_failed_put_stream_leaves_nothing(store).await;
     presigned_puts_take_exactly_the_declared_bytes(store).await;
 }
@@ -51,6 +52,26 @@ pub async fn head_many_and_delete_many_act_on_each_object(store: &dyn ObjectStor
     assert!(store.delete_many(&["hm/../x".to_owned()]).await.is_err());
     assert_eq!(store.head_many(&[]).await.unwrap(), Vec::<Option<u64>>::new());
     store.delete_many(&[]).await.unwrap();
+}
+
+/// `locate_many` and `copy_located_many` answer as `locate` and `copy_located` of each, in order.
+pub async fn located_copies_many_match_single_ones(store: &dyn ObjectStore) {
+    store.put("lc/a", Bytes::from_static(b"one")).await.unwrap();
+    store.put("lc/b", Bytes::from_static(b"two")).await.unwrap();
+    let keys: Vec<String> = ["lc/a", "lc/b"].map(str::to_owned).into();
+    let located = store.locate_many(&keys).await.unwrap();
+    for (key, location) in keys.iter().zip(&located) {
+        assert_eq!(*location, store.locate(key).await.unwrap(), "{key}");
+    }
+    let Some(locations) = located.into_iter().collect::<Option<Vec<Location>>>() else { return };
+    let copies: Vec<(Location, String)> =
+        locations.into_iter().zip(["lc/copy/a", "lc/copy/b"].map(str::to_owned)).collect();
+    let copied = store.copy_located_many(&copies).await.unwrap();
+    for ((_, to), done) in copies.iter().zip(&copied) {
+        let expected = if *done { Some(3) } else { None };
+        assert_eq!(store.head(to).await.unwrap(), expected, "{to}: copied {done}");
+    }
+    assert_eq!(store.copy_located_many(&[]).await.unwrap(), Vec::<bool>::new());
 }
 
 pub async fn put_stream_writes_all_chunks(store: &dyn ObjectStore) {

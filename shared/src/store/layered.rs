@@ -86,8 +86,22 @@ impl ObjectStore for Layered {
         }
     }
 
+    async fn locate_many(&self, keys: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
+        let on_top = self.top.head_many(keys).await?;
+        let mut locations = Vec::with_capacity(keys.len());
+        for (key, size) in keys.iter().zip(on_top) {
+            let layer = if size.is_some() { &self.top } else { &self.bottom };
+            locations.push(layer.locate(key).await?);
+        }
+        Ok(locations)
+    }
+
     async fn copy_located(&self, source: &Location, to: &str) -> Result<bool, StoreError> {
         self.top.copy_located(source, to).await
+    }
+
+    async fn copy_located_many(&self, copies: &[(Location, String)]) -> Result<Vec<bool>, StoreError> {
+        self.top.copy_located_many(copies).await
     }
 
     /// The top layer's file if it exists, else the bottom's (a stat, no read).

@@ -129,6 +129,18 @@ fn file_size(path: &Path) -> io::Result<Option<u64>> {
     }
 }
 
+/// Hard-links `from` as `dst`: `false` when the filesystem cannot (another device), an error when
+/// `from` is missing. An existing `dst` is the same immutable object.
+fn link(from: &Path, dst: &Path) -> io::Result<bool> {
+    ensure_parent(dst)?;
+    match fs::hard_link(from, dst) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+        Err(_) => Ok(false),
+    }
+}
+
 /// Removes the file at `path`; a missing one is no error.
 fn remove(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
@@ -291,14 +303,14 @@ impl ObjectStore for LocalStore {
     async fn copy_located(&self, source: &Location, to: &str) -> Result<bool, StoreError> {
         let Location::File(from) = source else { return Ok(false) };
         let (from, dst) = (from.clone(), self.path(to)?);
-        blocking(to, move || {
-            ensure_parent(&dst)?;
-            match fs::hard_link(&from, &dst) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
-                Err(_) => Ok(false),
-            }
+        blocking(to, move || link(&from, &dst)).await
+    }
+
+    async fn copy_located_many(&self, copies: &[(Location, String)]) -> Result<Vec<bool>, StoreError> {
+        let (sources, keys): (Vec<Location>, Vec<String>) = copies.iter().cloned().unzip();
+        self.for_each_path(keys, move |i, dst| match &sources[i] {
+            Location::File(from) => link(from, dst),
+            _ => Ok(false),
         })
         .await
     }

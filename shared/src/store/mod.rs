@@ -25,8 +25,9 @@ pub use prefixed::Prefixed;
 #[cfg(feature = "aws")]
 pub use s3::{s3_client, PutPolicy, S3Store};
 
-/// Requests in flight at once in the default [`ObjectStore::head_many`] and
-/// [`ObjectStore::delete_many`] (a bucket answers each on its own).
+/// Requests in flight at once in the default batch operations ([`ObjectStore::head_many`],
+/// [`ObjectStore::delete_many`], [`ObjectStore::copy_located_many`]): a bucket answers each on its
+/// own.
 const MANY_CONCURRENCY: usize = 32;
 
 /// A streaming read of one object.
@@ -119,6 +120,22 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// backend cannot name it. For a layered store, the location in the layer that has the key.
     async fn locate(&self, _key: &str) -> Result<Option<Location>, StoreError> {
         Ok(None)
+    }
+
+    /// Where each of several keys is stored, in order, as [`ObjectStore::locate`] gives each.
+    async fn locate_many(&self, keys: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
+        let mut locations = Vec::with_capacity(keys.len());
+        for key in keys {
+            locations.push(self.locate(key).await?);
+        }
+        Ok(locations)
+    }
+
+    /// Several [`ObjectStore::copy_located`], in order; a backend may do them in one operation (a
+    /// directory: one trip to a blocking thread for all the hard links).
+    async fn copy_located_many(&self, copies: &[(Location, String)]) -> Result<Vec<bool>, StoreError> {
+        let copies = stream::iter(copies.to_vec()).map(|(from, to)| async move { self.copy_located(&from, &to).await });
+        copies.buffered(MANY_CONCURRENCY).try_collect().await
     }
 
     /// Writes `to` as a copy of the object at `source` (another store's [`ObjectStore::locate`])

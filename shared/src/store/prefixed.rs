@@ -79,8 +79,18 @@ impl ObjectStore for Prefixed {
         self.inner.locate(&self.full(key)?).await
     }
 
+    async fn locate_many(&self, keys: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
+        self.inner.locate_many(&self.full_keys(keys)?).await
+    }
+
     async fn copy_located(&self, source: &Location, to: &str) -> Result<bool, StoreError> {
         self.inner.copy_located(source, &self.full(to)?).await
+    }
+
+    async fn copy_located_many(&self, copies: &[(Location, String)]) -> Result<Vec<bool>, StoreError> {
+        let copies =
+            copies.iter().map(|(from, to)| Ok((from.clone(), self.full(to)?))).collect::<Result<Vec<_>, _>>()?;
+        self.inner.copy_located_many(&copies).await
     }
 
     fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
