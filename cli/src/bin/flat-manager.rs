@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-/// Blocking threads (file I/O, hashing): enough to keep both cores and the disk busy without the
-/// hundreds of idle threads, and their memory, that tokio's default of 512 allows.
+/// Blocking threads (file I/O, hashing): enough to keep both cores and the disk busy, since stores
+/// on directories do a batch of objects per trip. Each thread that runs a verification keeps the
+/// stack pages the inflater touched: at 64 threads a 196 MiB commit left the server 20 MiB larger.
 const MAX_BLOCKING_THREADS: usize = 16;
 
 fn main() -> ExitCode {
