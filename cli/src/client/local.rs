@@ -3,14 +3,14 @@
 //! the from-scratch static deltas to send along.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use flatbucket::repo::local::{list_refs, resolve_ref};
 use flatbucket::repo::walk::walk_closure;
 use flatbucket::repo::{delta_dir, Checksum, ObjectName, ObjectType};
 use flatbucket::store::{LocalStore, ObjectStore};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream;
 use tokio::io::AsyncReadExt;
 
 use super::error::ClientError;
@@ -18,8 +18,6 @@ use super::upload::UploadItem;
 
 /// Ref namespaces pushed when no refs are named.
 const DEFAULT_REF_PREFIXES: [&str; 3] = ["app/", "runtime/", "screenshots/"];
-/// Concurrent `stat`s when sizing objects.
-const STAT_CONCURRENCY: usize = 32;
 /// Bytes read at a time when streaming a file.
 const STREAM_CHUNK: usize = 256 * 1024;
 /// How many broken objects an error names.
@@ -118,25 +116,36 @@ impl LocalRepo {
         self.sized_items(keyed).await
     }
 
-    /// Sizes `(filename, key)` pairs concurrently, keeping their order.
+    /// Sizes `(filename, key)` pairs, keeping their order (one trip to a blocking thread for all).
     async fn sized_items(&self, keyed: Vec<(String, String)>) -> Result<Vec<UploadItem>, ClientError> {
-        stream::iter(keyed)
-            .map(|(filename, key)| async move {
-                let size = self.store.head(&key).await.map_err(local_error)?;
+        let keys: Vec<String> = keyed.iter().map(|(_, key)| key.clone()).collect();
+        let sizes = self.store.head_many(&keys).await.map_err(local_error)?;
+        keyed
+            .into_iter()
+            .zip(sizes)
+            .map(|((filename, key), size)| {
                 let size = size.ok_or_else(|| local_error(format!("{key} is missing")))?;
                 Ok(UploadItem { filename, key, size })
             })
-            .buffered(STAT_CONCURRENCY)
-            .try_collect()
-            .await
+            .collect()
     }
 
-    /// Reads one file of the repository.
-    pub async fn read(&self, key: &str) -> Result<Bytes, ClientError> {
-        let mut reader = self.store.get(key).await.map_err(local_error)?;
-        let mut data = Vec::new();
-        reader.read_to_end(&mut data).await.map_err(|e| local_error(format!("reading {key}: {e}")))?;
-        Ok(data.into())
+    /// Reads whole files of the repository, in order, all on one blocking thread (a multipart
+    /// batch is hundreds of small files).
+    pub async fn read_many(&self, keys: &[String]) -> Result<Vec<Bytes>, ClientError> {
+        let paths: Vec<(String, PathBuf)> = keys
+            .iter()
+            .map(|key| {
+                Ok((key.clone(), self.store.local_path(key).ok_or_else(|| local_error(format!("bad key {key}")))?))
+            })
+            .collect::<Result<_, ClientError>>()?;
+        let read = tokio::task::spawn_blocking(move || {
+            let read = |(key, path): &(String, PathBuf)| {
+                std::fs::read(path).map(Bytes::from).map_err(|e| local_error(format!("reading {key}: {e}")))
+            };
+            paths.iter().map(read).collect()
+        });
+        read.await.map_err(local_error)?
     }
 
     /// Streams one file of the repository as a request body, a chunk at a time, so a large object

@@ -73,8 +73,10 @@ async fn enumerates_exactly_the_objects_flatpak_exported() {
     let items = repo.object_items(sets.files.iter().copied()).await.unwrap();
     let on_disk = |item: &UploadItem| std::fs::metadata(repo_path.join(&item.key)).unwrap().len();
     assert!(items.iter().all(|item| item.size == on_disk(item) && item.key.ends_with(".filez")));
-    let data = repo.read(&items[0].key).await.unwrap();
-    assert_eq!(data.len() as u64, items[0].size);
+    let keys: Vec<String> = items.iter().map(|item| item.key.clone()).collect();
+    let data = repo.read_many(&keys).await.unwrap();
+    assert!(data.iter().zip(&items).all(|(data, item)| data.len() as u64 == item.size), "each file whole, in order");
+    assert!(repo.read_many(&["objects/00/missing.filez".to_owned()]).await.is_err());
 }
 
 #[tokio::test]

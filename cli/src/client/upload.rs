@@ -217,11 +217,10 @@ impl Uploader<'_> {
 
     /// Reads one batch from the repository and uploads it as one multipart request.
     async fn upload_batch(&self, batch: Vec<UploadItem>, progress: &Progress) -> Result<(), ClientError> {
-        let mut parts = Vec::with_capacity(batch.len());
-        for item in &batch {
-            let data = self.repo.read(&item.key).await?;
-            parts.push(UploadPart { filename: item.filename.clone(), data });
-        }
+        let keys: Vec<String> = batch.iter().map(|item| item.key.clone()).collect();
+        let data = self.repo.read_many(&keys).await?;
+        let parts: Vec<UploadPart> =
+            batch.into_iter().zip(data).map(|(item, data)| UploadPart { filename: item.filename, data }).collect();
         let bytes: u64 = parts.iter().map(|p| p.data.len() as u64).sum();
         self.api.upload(self.build, &parts).await?;
         tracing::debug!(parts = parts.len(), bytes, "uploaded batch");
