@@ -11,11 +11,12 @@
 //!
 //! The only `unsafe` in the workspace: `mallopt` has no safe wrapper. It is called once, first
 //! thing in `main`, before any other thread exists, with valid options.
-#![allow(unsafe_code)]
 
 /// Arenas: one per core on the 2-core machines this is sized for.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENA_MAX: libc::c_int = 2;
 /// Allocations from this size up are mapped on their own and returned to the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 
 /// Applies the settings, except those the operator set through glibc's own environment variables
@@ -28,7 +29,10 @@ pub fn tune() {
     ] {
         if std::env::var_os(variable).is_none() {
             // SAFETY: see the module documentation.
-            unsafe { libc::mallopt(option, value) };
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::mallopt(option, value)
+            };
         }
     }
 }

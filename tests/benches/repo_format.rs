@@ -201,7 +201,7 @@ fn now() -> u64 {
 }
 
 /// Pins this process (every thread, and every child it starts later) to one CPU until dropped,
-/// with `taskset`: std has no affinity API and the workspace forbids unsafe code.
+/// with `taskset`: std has no affinity API and the workspace denies unsafe code.
 struct PinnedToOneCpu {
     pid: String,
     original: String,

@@ -77,7 +77,7 @@ async fn copy_missing(src: &dyn ObjectStore, dst: &dyn ObjectStore, keys: Vec<St
     let linked = dst.copy_located_many(&links).await?;
     by_bytes.extend(links.into_iter().zip(linked).filter(|(_, done)| !done).map(|((_, key), _)| key));
     stream::iter(by_bytes)
-        .map(|key| async move { copy_bytes(src, &key, dst, &key).await })
+        .map(|key| async move { copy_bytes(src, &key, dst, &key).await.map(drop) })
         .buffer_unordered(COPY_CONCURRENCY)
         .try_collect()
         .await
@@ -94,14 +94,14 @@ pub async fn copy_file(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore,
             return Ok(true);
         }
     }
-    copy_bytes(src, from, dst, to).await?;
-    Ok(true)
+    copy_bytes(src, from, dst, to).await
 }
 
-/// Copies `from` of `src` to `to` in `dst` through our memory.
-async fn copy_bytes(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore, to: &str) -> Result<(), StoreError> {
+/// Copies `from` of `src` to `to` in `dst` through our memory, unless `to` appeared meanwhile;
+/// returns whether it did.
+async fn copy_bytes(src: &dyn ObjectStore, from: &str, dst: &dyn ObjectStore, to: &str) -> Result<bool, StoreError> {
     let data = read_limited(src, from, u64::MAX - 1).await?;
-    dst.put_if_absent(to, Bytes::from(data)).await.map(drop)
+    dst.put_if_absent(to, Bytes::from(data)).await
 }
 
 /// Writes `config` and makes sure the repository layout ostree expects exists.

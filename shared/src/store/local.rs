@@ -112,10 +112,12 @@ impl LocalStore {
         F: Fn(usize, &Path) -> io::Result<T> + Send + 'static,
     {
         let paths = keys.iter().map(|key| self.path(key)).collect::<Result<Vec<_>, _>>()?;
+        let first = keys.first().cloned().unwrap_or_default();
         let task = tokio::task::spawn_blocking(move || {
             paths.iter().enumerate().map(|(i, path)| op(i, path).map_err(io_error(&keys[i]))).collect()
         });
-        task.await.map_err(|e| StoreError::Io { key: String::new(), source: io::Error::other(e) })?
+        // A failure of the thread itself names the batch by its first key.
+        task.await.map_err(|e| StoreError::Io { key: first, source: io::Error::other(e) })?
     }
 }
 
